@@ -1,0 +1,713 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/restic/chunker"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/costor/costor/agent/fsmeta"
+	"github.com/costor/costor/repo"
+	"github.com/costor/costor/repo/crypto"
+	"github.com/costor/costor/repo/id"
+	"github.com/costor/costor/repo/pack"
+	"github.com/costor/costor/repo/snapshot"
+	"github.com/costor/costor/repo/tree"
+)
+
+// BackupOptions describe one backup.
+type BackupOptions struct {
+	Paths    []string // absolute or relative; made absolute and cleaned
+	Tags     []string
+	Excludes []string // glob patterns: without '/' they match a base name, with '/' the whole path
+	// ExcludePaths are absolute paths never backed up (the repository itself).
+	ExcludePaths  []string
+	OneFileSystem bool
+	// Parent is the snapshot whose unchanged files are reused without
+	// reading them; nil for none.
+	Parent *Parent
+	// Keyer and Polynomial come from the organisation secret; HostKey seals
+	// this host's trees and snapshot details.
+	Keyer      *crypto.ChunkKeyer
+	Polynomial chunker.Pol
+	HostKey    *repo.HostKey
+	Hostname   string
+	Username   string
+	Method     string // how the point-in-time view was made ("none")
+	Program    string
+	// Workers is the number of file readers and of sealers; 0 means one of
+	// each per CPU.
+	Workers  int
+	Progress *Progress // may be nil
+	// Warn is told about every path that could not be read or changed while
+	// being read; may be nil.
+	Warn func(msg string)
+	Now  func() time.Time
+}
+
+// Parent identifies the snapshot a backup builds on.
+type Parent struct {
+	ID   id.ID
+	Tree id.ID
+}
+
+// BackupResult is what a finished backup reports.
+type BackupResult struct {
+	SnapshotID id.ID
+	Time       time.Time
+	Stats      snapshot.Stats
+	// Errors lists paths that could not be read: the backup is complete for
+	// everything else, and the CLI exits 3.
+	Errors []string
+	// Changed lists files that changed while being read.
+	Changed []string
+}
+
+// Progress is updated while a backup runs; read it from another goroutine.
+type Progress struct {
+	FilesDone, BytesDone   atomic.Uint64
+	FilesTotal, BytesTotal atomic.Uint64 // from the scanner; grow while it runs
+	ScanDone               atomic.Bool
+	current                atomic.Pointer[string]
+}
+
+// Current returns the file being read most recently.
+func (p *Progress) Current() string {
+	if s := p.current.Load(); s != nil {
+		return *s
+	}
+	return ""
+}
+
+type backuper struct {
+	repo   Repository
+	opts   BackupOptions
+	cancel context.CancelCauseFunc
+
+	fileJobs chan *fileJob
+	sealJobs chan *sealJob
+	bufs     sync.Pool
+
+	mu      sync.Mutex
+	errs    []string
+	changed []string
+
+	files, dirs, bytes                atomic.Uint64
+	filesNew, filesChanged, filesSame atomic.Uint64
+	blobsAdded, bytesAdded            atomic.Uint64
+	emptyTreeOnce                     sync.Once
+	emptyTree                         id.ID
+	emptyTreeErr                      error
+}
+
+// future is a node that some goroutine is still producing.
+type future struct {
+	done chan struct{}
+	node tree.Node
+	skip bool // the entry is left out (it could not be read)
+	err  error
+}
+
+func newFuture() *future { return &future{done: make(chan struct{})} }
+
+func resolved(n tree.Node) *future {
+	f := &future{done: make(chan struct{}), node: n}
+	close(f.done)
+	return f
+}
+
+func (f *future) resolve(n tree.Node, skip bool, err error) {
+	f.node, f.skip, f.err = n, skip, err
+	close(f.done)
+}
+
+type fileJob struct {
+	path   string
+	meta   tree.Node
+	parent bool // the parent snapshot had this file (changed, not new)
+	fut    *future
+}
+
+type sealJob struct {
+	data *[]byte
+	slot *tree.Chunk
+	wg   *sync.WaitGroup
+	err  *error
+	once *sync.Once
+}
+
+// Backup runs a backup and writes its snapshot record.
+func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResult, error) {
+	if opts.Keyer == nil || opts.HostKey == nil {
+		return nil, errors.New("backup: keys missing")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	paths, err := cleanPaths(opts.Paths)
+	if err != nil {
+		return nil, err
+	}
+	opts.Paths = paths
+	start := opts.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	b := &backuper{
+		repo: r, opts: opts, cancel: cancel,
+		fileJobs: make(chan *fileJob, 4*opts.Workers),
+		sealJobs: make(chan *sealJob, 2*opts.Workers),
+	}
+	b.bufs.New = func() any { buf := make([]byte, 0, chunker.MinSize*2); return &buf }
+
+	var workers errgroup.Group
+	for range opts.Workers {
+		workers.Go(func() error { b.fileWorker(ctx); return nil })
+	}
+	var sealers sync.WaitGroup
+	for range opts.Workers {
+		sealers.Go(func() { b.sealWorker(ctx) })
+	}
+	if opts.Progress != nil {
+		go scan(ctx, paths, &opts)
+	}
+
+	root := b.root(ctx)
+	<-root.done
+	close(b.fileJobs)
+	_ = workers.Wait()
+	close(b.sealJobs)
+	sealers.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		return nil, cause
+	}
+	if root.err != nil {
+		return nil, root.err
+	}
+	res := &BackupResult{Time: start, Errors: b.errs, Changed: b.changed}
+	res.Stats = snapshot.Stats{
+		Files: b.files.Load(), Dirs: b.dirs.Load(), Bytes: b.bytes.Load(),
+		FilesNew: b.filesNew.Load(), FilesChanged: b.filesChanged.Load(), FilesSame: b.filesSame.Load(),
+		BlobsAdded: b.blobsAdded.Load(), BytesAdded: b.bytesAdded.Load(),
+	}
+	det := &snapshot.Details{
+		Paths: paths, Tree: root.node.Subtree, Hostname: opts.Hostname, Username: opts.Username,
+		Excludes: opts.Excludes, Method: opts.Method, Program: opts.Program, Stats: res.Stats,
+	}
+	det.Errors = append(append(det.Errors, b.errs...), b.changed...)
+	pub := snapshot.Public{Time: start, Tags: opts.Tags}
+	if opts.Parent != nil {
+		pub.Parent = opts.Parent.ID
+	}
+	res.Stats.Duration = opts.Now().Sub(start)
+	det.Stats.Duration = res.Stats.Duration
+	snapID, err := r.SaveSnapshot(ctx, opts.HostKey, pub, det)
+	if err != nil {
+		return nil, err
+	}
+	res.SnapshotID = snapID
+	return res, nil
+}
+
+// cleanPaths makes paths absolute and drops any path inside another one.
+func cleanPaths(in []string) ([]string, error) {
+	if len(in) == 0 {
+		return nil, errors.New("backup: no paths given")
+	}
+	var out []string
+	for _, p := range in {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("backup path %q: %w", p, err)
+		}
+		out = append(out, abs)
+	}
+	sort.Strings(out)
+	var kept []string
+	for _, p := range out {
+		if len(kept) > 0 && within(p, kept[len(kept)-1]) {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept, nil
+}
+
+// within reports whether p is dir or below it.
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+func (b *backuper) warn(list *[]string, msg string) {
+	b.mu.Lock()
+	*list = append(*list, msg)
+	b.mu.Unlock()
+	if b.opts.Warn != nil {
+		b.opts.Warn(msg)
+	}
+}
+
+func (b *backuper) fail(err error) { b.cancel(err) }
+
+// root builds the snapshot's root: a virtual directory "/" holding each
+// backup path under its absolute location, with the real metadata of the
+// directories on the way.
+func (b *backuper) root(ctx context.Context) *future {
+	var parentRoot id.ID
+	if b.opts.Parent != nil {
+		parentRoot = b.opts.Parent.Tree
+	}
+	for _, p := range b.opts.Paths {
+		if p == "/" {
+			meta, err := fsmeta.Lstat("/", "/")
+			if err != nil {
+				f := newFuture()
+				f.resolve(tree.Node{}, true, fmt.Errorf("backup /: %w", err))
+				return f
+			}
+			return b.dir(ctx, "/", meta, parentRoot, meta.Device)
+		}
+	}
+	return b.virtualDir(ctx, "/", tree.Node{Type: tree.Dir, Name: "/"}, b.opts.Paths, parentRoot)
+}
+
+// virtualDir is a directory on the way to backup paths: only the children
+// leading to them are included.
+func (b *backuper) virtualDir(ctx context.Context, abs string, meta tree.Node, paths []string, parentTree id.ID) *future {
+	pt := b.loadParentTree(ctx, parentTree, abs)
+	groups := map[string][]string{}
+	var names []string
+	for _, p := range paths {
+		rest := strings.TrimPrefix(p, strings.TrimSuffix(abs, "/")+"/")
+		name, _, _ := strings.Cut(rest, "/")
+		if _, ok := groups[name]; !ok {
+			names = append(names, name)
+		}
+		groups[name] = append(groups[name], p)
+	}
+	sort.Strings(names)
+	var children []*future
+	for _, name := range names {
+		childAbs := filepath.Join(abs, name)
+		var parentSub id.ID
+		if pn := findIn(pt, name); pn != nil && pn.Type == tree.Dir {
+			parentSub = pn.Subtree
+		}
+		childMeta, err := fsmeta.Lstat(childAbs, name)
+		if err != nil {
+			b.warn(&b.errs, fmt.Sprintf("%s: %v", childAbs, err))
+			continue
+		}
+		if len(groups[name]) == 1 && groups[name][0] == childAbs {
+			children = append(children, b.entry(ctx, childAbs, childMeta, findIn(pt, name), childMeta.Device))
+			continue
+		}
+		if childMeta.Type != tree.Dir {
+			b.warn(&b.errs, fmt.Sprintf("%s: not a directory", childAbs))
+			continue
+		}
+		children = append(children, b.virtualDir(ctx, childAbs, childMeta, groups[name], parentSub))
+	}
+	return b.sealDir(ctx, meta, children)
+}
+
+func findIn(t *tree.Tree, name string) *tree.Node {
+	if t == nil {
+		return nil
+	}
+	n, ok := t.Find(name)
+	if !ok {
+		return nil
+	}
+	return n
+}
+
+func (b *backuper) loadParentTree(ctx context.Context, treeID id.ID, abs string) *tree.Tree {
+	if treeID.IsNull() {
+		return nil
+	}
+	t, err := b.repo.LoadTree(ctx, b.opts.HostKey, treeID)
+	if err != nil {
+		// Without the parent's listing every file here is read again:
+		// slower, never wrong.
+		if b.opts.Warn != nil {
+			b.opts.Warn(fmt.Sprintf("%s: parent snapshot's listing unreadable, reading all files again: %v", abs, err))
+		}
+		return nil
+	}
+	return t
+}
+
+// entry dispatches one directory entry by type.
+func (b *backuper) entry(ctx context.Context, abs string, meta tree.Node, prev *tree.Node, rootDev uint64) *future {
+	switch meta.Type {
+	case tree.Dir:
+		var parentSub id.ID
+		if prev != nil && prev.Type == tree.Dir {
+			parentSub = prev.Subtree
+		}
+		if b.opts.OneFileSystem && meta.Device != rootDev {
+			return b.mountPoint(ctx, meta)
+		}
+		return b.dir(ctx, abs, meta, parentSub, rootDev)
+	case tree.File:
+		return b.file(ctx, abs, meta, prev)
+	default:
+		b.files.Add(1)
+		if b.opts.Progress != nil {
+			b.opts.Progress.FilesDone.Add(1)
+		}
+		return resolved(meta)
+	}
+}
+
+// mountPoint records a directory on another filesystem as an empty one,
+// so --one-file-system still shows where the mount was.
+func (b *backuper) mountPoint(ctx context.Context, meta tree.Node) *future {
+	b.emptyTreeOnce.Do(func() {
+		b.emptyTree, b.emptyTreeErr = b.repo.SaveTree(ctx, b.opts.HostKey, &tree.Tree{})
+	})
+	f := newFuture()
+	meta.Subtree = b.emptyTree
+	f.resolve(meta, false, b.emptyTreeErr)
+	b.dirs.Add(1)
+	return f
+}
+
+// dir lists a real directory and returns a future of its node.
+func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTree id.ID, rootDev uint64) *future {
+	if ctx.Err() != nil {
+		f := newFuture()
+		f.resolve(meta, false, context.Cause(ctx))
+		return f
+	}
+	pt := b.loadParentTree(ctx, parentTree, abs)
+	names, err := readDirNames(abs)
+	if err != nil {
+		b.warn(&b.errs, fmt.Sprintf("%s: cannot list directory: %v", abs, err))
+	}
+	children := make([]*future, 0, len(names))
+	for _, name := range names {
+		p := filepath.Join(abs, name)
+		if b.excluded(p, name) {
+			continue
+		}
+		childMeta, err := fsmeta.Lstat(p, name)
+		if err != nil {
+			b.warn(&b.errs, fmt.Sprintf("%s: %v", p, err))
+			continue
+		}
+		children = append(children, b.entry(ctx, p, childMeta, findIn(pt, name), rootDev))
+	}
+	return b.sealDir(ctx, meta, children)
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	sort.Strings(names)
+	return names, err
+}
+
+func (b *backuper) excluded(abs, name string) bool {
+	for _, p := range b.opts.ExcludePaths {
+		if abs == p {
+			return true
+		}
+	}
+	for _, pat := range b.opts.Excludes {
+		target := name
+		if strings.Contains(pat, "/") {
+			target = abs
+		}
+		if ok, _ := filepath.Match(pat, target); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// sealDir waits for the children in a goroutine of its own and stores the
+// directory's tree, so the walker moves on at once.
+func (b *backuper) sealDir(ctx context.Context, meta tree.Node, children []*future) *future {
+	f := newFuture()
+	b.dirs.Add(1)
+	go func() {
+		t := &tree.Tree{Nodes: make([]tree.Node, 0, len(children))}
+		for _, c := range children {
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				f.resolve(meta, false, context.Cause(ctx))
+				return
+			}
+			if c.err != nil {
+				f.resolve(meta, false, c.err)
+				return
+			}
+			if !c.skip {
+				t.Nodes = append(t.Nodes, c.node)
+			}
+		}
+		treeID, err := b.repo.SaveTree(ctx, b.opts.HostKey, t)
+		if err != nil {
+			b.fail(fmt.Errorf("save directory %s: %w", meta.Name, err))
+			f.resolve(meta, false, err)
+			return
+		}
+		meta.Subtree = treeID
+		f.resolve(meta, false, nil)
+	}()
+	return f
+}
+
+// file reuses an unchanged file's content from the parent snapshot or
+// queues the file to be read.
+func (b *backuper) file(ctx context.Context, abs string, meta tree.Node, prev *tree.Node) *future {
+	b.files.Add(1)
+	b.bytes.Add(meta.Size)
+	if prev != nil && unchanged(prev, &meta) && b.allStored(ctx, prev.Content) {
+		meta.Content = prev.Content
+		meta.Size = prev.Size
+		b.filesSame.Add(1)
+		if p := b.opts.Progress; p != nil {
+			p.FilesDone.Add(1)
+			p.BytesDone.Add(meta.Size)
+		}
+		return resolved(meta)
+	}
+	job := &fileJob{path: abs, meta: meta, parent: prev != nil, fut: newFuture()}
+	select {
+	case b.fileJobs <- job:
+	case <-ctx.Done():
+		job.fut.resolve(meta, false, context.Cause(ctx))
+	}
+	return job.fut
+}
+
+// unchanged is the parent-reuse test: same type, size, mtime, ctime and
+// inode means the content has not been rewritten.
+func unchanged(prev, cur *tree.Node) bool {
+	return prev.Type == tree.File && prev.Size == cur.Size && prev.MTime == cur.MTime &&
+		prev.CTime == cur.CTime && prev.Inode == cur.Inode
+}
+
+// allStored guards reuse against a parent whose chunks are gone (pruned or
+// lost): such a file is read again instead of being referenced blindly.
+func (b *backuper) allStored(ctx context.Context, chunks []tree.Chunk) bool {
+	for _, c := range chunks {
+		ok, err := b.repo.HasBlob(ctx, c.ID)
+		if err != nil || !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *backuper) fileWorker(ctx context.Context) {
+	ch := chunker.New(nil, b.opts.Polynomial)
+	var scratch sealScratch
+	for job := range b.fileJobs {
+		if ctx.Err() != nil {
+			job.fut.resolve(job.meta, false, context.Cause(ctx))
+			continue
+		}
+		node, skip, err := b.readFile(ctx, job, ch, &scratch)
+		job.fut.resolve(node, skip, err)
+	}
+}
+
+type sealScratch struct{ compressed, sealed []byte }
+
+func (b *backuper) readFile(ctx context.Context, job *fileJob, ch *chunker.Chunker, scratch *sealScratch) (tree.Node, bool, error) {
+	if p := b.opts.Progress; p != nil {
+		p.current.Store(&job.path)
+	}
+	f, err := openNoAtime(job.path)
+	if err != nil {
+		b.warn(&b.errs, fmt.Sprintf("%s: %v", job.path, err))
+		return job.meta, true, nil
+	}
+	defer f.Close()
+	before, err := fsmeta.Fstat(f, job.meta.Name)
+	if err != nil || before.Type != tree.File {
+		b.warn(&b.errs, fmt.Sprintf("%s: changed type or vanished before it could be read", job.path))
+		return job.meta, true, nil
+	}
+	var content []tree.Chunk
+	var total uint64
+	grew := false
+	if before.Size < chunker.MinSize {
+		content, total, grew, err = b.readSmall(ctx, f, before.Size, scratch)
+	}
+	if before.Size >= chunker.MinSize || grew {
+		if grew {
+			_, err = f.Seek(0, io.SeekStart)
+		}
+		if err == nil {
+			content, total, err = b.readChunked(ctx, f, ch)
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return job.meta, false, context.Cause(ctx)
+		}
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			b.fail(fatal.err)
+			return job.meta, false, fatal.err
+		}
+		b.warn(&b.errs, fmt.Sprintf("%s: %v", job.path, err))
+		return job.meta, true, nil
+	}
+	after, err := fsmeta.Fstat(f, job.meta.Name)
+	if err == nil && (!fsmeta.Same(&before, &after) || total != before.Size) {
+		b.warn(&b.changed, fmt.Sprintf("%s: changed while being read", job.path))
+	}
+	node := before
+	node.Content = content
+	node.Size = total
+	if job.parent {
+		b.filesChanged.Add(1)
+	} else {
+		b.filesNew.Add(1)
+	}
+	if p := b.opts.Progress; p != nil {
+		p.FilesDone.Add(1)
+		if total > before.Size {
+			p.BytesDone.Add(total - before.Size)
+		}
+	}
+	return node, false, nil
+}
+
+// fatalError marks a repository failure, which ends the backup, as opposed
+// to a file that cannot be read, which is only skipped.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+// readSmall reads a file below the chunker's minimum size: it is one chunk
+// anyway, and sealing it here saves a hand-off.
+// It reports grew when the file has grown past the size seen, so that the
+// caller reads it again through the chunker.
+func (b *backuper) readSmall(ctx context.Context, f *os.File, size uint64, scratch *sealScratch) ([]tree.Chunk, uint64, bool, error) {
+	bufp := b.bufs.Get().(*[]byte)
+	defer b.bufs.Put(bufp)
+	buf := (*bufp)[:0]
+	// Read one byte more than expected to notice growth.
+	n, err := io.ReadFull(f, buf[:int(size)+1])
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, 0, false, err
+	}
+	if uint64(n) > size {
+		return nil, 0, true, nil
+	}
+	data := buf[:n]
+	if len(data) == 0 {
+		return nil, 0, false, nil
+	}
+	if b.opts.Progress != nil {
+		b.opts.Progress.BytesDone.Add(uint64(len(data)))
+	}
+	c, err := b.seal(ctx, data, scratch)
+	if err != nil {
+		return nil, 0, false, &fatalError{err}
+	}
+	return []tree.Chunk{c}, uint64(len(data)), false, nil
+}
+
+// readChunked splits a large file and hands each chunk to the sealers,
+// keeping the chunk order.
+func (b *backuper) readChunked(ctx context.Context, f *os.File, ch *chunker.Chunker) ([]tree.Chunk, uint64, error) {
+	ch.Reset(f, b.opts.Polynomial)
+	var (
+		slots   []*tree.Chunk
+		wg      sync.WaitGroup
+		sealErr error
+		once    sync.Once
+		total   uint64
+	)
+	for {
+		bufp := b.bufs.Get().(*[]byte)
+		c, err := ch.Next((*bufp)[:0])
+		if errors.Is(err, io.EOF) {
+			b.bufs.Put(bufp)
+			break
+		}
+		if err != nil {
+			b.bufs.Put(bufp)
+			wg.Wait()
+			return nil, 0, err
+		}
+		*bufp = c.Data
+		total += uint64(c.Length)
+		if b.opts.Progress != nil {
+			b.opts.Progress.BytesDone.Add(uint64(c.Length))
+		}
+		slot := new(tree.Chunk)
+		slots = append(slots, slot)
+		wg.Add(1)
+		select {
+		case b.sealJobs <- &sealJob{data: bufp, slot: slot, wg: &wg, err: &sealErr, once: &once}:
+		case <-ctx.Done():
+			wg.Done()
+			wg.Wait()
+			return nil, 0, context.Cause(ctx)
+		}
+	}
+	wg.Wait()
+	if sealErr != nil {
+		return nil, 0, &fatalError{sealErr}
+	}
+	content := make([]tree.Chunk, len(slots))
+	for i, s := range slots {
+		content[i] = *s
+	}
+	return content, total, nil
+}
+
+func (b *backuper) sealWorker(ctx context.Context) {
+	var scratch sealScratch
+	for job := range b.sealJobs {
+		c, err := b.seal(ctx, *job.data, &scratch)
+		if err != nil {
+			job.once.Do(func() { *job.err = err })
+		}
+		*job.slot = c
+		b.bufs.Put(job.data)
+		job.wg.Done()
+	}
+}
+
+// seal keys, compresses, seals, hashes and stores one chunk.
+func (b *backuper) seal(ctx context.Context, data []byte, s *sealScratch) (tree.Chunk, error) {
+	c, sealed, compressed := repo.SealChunk(b.opts.Keyer, data, s.compressed, s.sealed)
+	s.compressed, s.sealed = compressed, sealed
+	added, err := b.repo.SaveBlob(ctx, pack.DataBlob, c.ID, sealed, c.Length)
+	if err != nil {
+		return c, err
+	}
+	if added {
+		b.blobsAdded.Add(1)
+		b.bytesAdded.Add(uint64(len(sealed)))
+	}
+	return c, nil
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package agent
+
+import "os"
+
+func openNoAtime(path string) (*os.File, error) { return os.Open(path) }

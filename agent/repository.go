@@ -1,0 +1,27 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/costor/costor/repo"
+	"github.com/costor/costor/repo/id"
+	"github.com/costor/costor/repo/pack"
+	"github.com/costor/costor/repo/snapshot"
+	"github.com/costor/costor/repo/tree"
+)
+
+// Repository is what backup and restore need of a repository.
+type Repository interface {
+	// SaveBlob stores a sealed blob unless present; reports whether it was new.
+	SaveBlob(ctx context.Context, t pack.BlobType, blob id.ID, sealed []byte, rawLength uint32) (bool, error)
+	// HasBlob reports whether a blob is stored.
+	HasBlob(ctx context.Context, blob id.ID) (bool, error)
+	// LoadBlob returns a blob's sealed bytes, verified against its ID.
+	LoadBlob(ctx context.Context, blob id.ID) ([]byte, error)
+	SaveTree(ctx context.Context, hk *repo.HostKey, t *tree.Tree) (id.ID, error)
+	LoadTree(ctx context.Context, hk *repo.HostKey, treeID id.ID) (*tree.Tree, error)
+	// SaveSnapshot makes all blobs durable, then writes the record.
+	SaveSnapshot(ctx context.Context, hk *repo.HostKey, pub snapshot.Public, det *snapshot.Details) (id.ID, error)
+}
+
+var _ Repository = (*repo.Repository)(nil)

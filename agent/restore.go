@@ -1,0 +1,424 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/costor/costor/agent/fsmeta"
+	"github.com/costor/costor/repo"
+	"github.com/costor/costor/repo/id"
+	"github.com/costor/costor/repo/tree"
+)
+
+// RestoreOptions describe one restore.
+type RestoreOptions struct {
+	Target string
+	// Includes, if any, restore only paths (snapshot paths like
+	// /home/a/x.txt) matching one of these globs, and everything below a
+	// matching directory. Without '/' a pattern matches a base name.
+	Includes []string
+	// Owner restores uid/gid (needs root for other owners).
+	Owner bool
+	// Verify re-reads every restored file and compares it with what was
+	// decrypted.
+	Verify   bool
+	Workers  int
+	Warn     func(msg string)
+	Progress *Progress
+}
+
+// RestoreResult counts what a restore wrote.
+type RestoreResult struct {
+	Files, Dirs, Other, Bytes, Verified uint64
+	Warnings                            []string
+}
+
+// ErrUnsafePath is returned (wrapped) when restoring would write through a
+// symlink or outside the target.
+var ErrUnsafePath = errors.New("refusing to write outside the target")
+
+type restorer struct {
+	repo Repository
+	hk   *repo.HostKey
+	opts RestoreOptions
+	root *os.Root
+
+	jobs    chan restoreJob
+	mu      sync.Mutex
+	res     RestoreResult
+	links   map[[2]uint64]string // (device, inode) → first restored path
+	created map[string]bool      // directories made or checked
+	// pendingMeta holds directories seen but not yet created because no
+	// include selected anything in them yet.
+	pendingMeta map[string]tree.Node
+	dirs        []pendingDir // metadata applied last, deepest first
+	firstErr    error
+}
+
+type pendingDir struct {
+	rel  string
+	node tree.Node
+}
+
+type restoreJob struct {
+	rel  string
+	node tree.Node
+	file *os.File
+}
+
+// Restore writes what sits at subpath of the snapshot tree rootTree into
+// opts.Target: a directory's contents go into Target, a file to
+// Target/<base name>. subpath "" or "/" restores the whole snapshot, each
+// backed-up path under its absolute location.
+func Restore(ctx context.Context, r Repository, hk *repo.HostKey, rootTree id.ID, subpath string, opts RestoreOptions) (*RestoreResult, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	node, err := Resolve(ctx, r, hk, rootTree, subpath)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Target, 0o700); err != nil {
+		return nil, fmt.Errorf("create target %s: %w", opts.Target, err)
+	}
+	root, err := os.OpenRoot(opts.Target)
+	if err != nil {
+		return nil, fmt.Errorf("open target %s: %w", opts.Target, err)
+	}
+	defer root.Close()
+	rs := &restorer{
+		repo: r, hk: hk, opts: opts, root: root,
+		jobs:        make(chan restoreJob, opts.Workers),
+		links:       map[[2]uint64]string{},
+		created:     map[string]bool{".": true},
+		pendingMeta: map[string]tree.Node{},
+	}
+	var wg sync.WaitGroup
+	for range opts.Workers {
+		wg.Go(func() { rs.worker(ctx) })
+	}
+	snapDir := path.Clean("/" + subpath)
+	if node.Type == tree.Dir {
+		err = rs.contents(ctx, node.Subtree, ".", snapDir, rs.matches(snapDir, node.Name))
+	} else {
+		err = rs.node(ctx, node, node.Name, snapDir, rs.matches(snapDir, node.Name))
+	}
+	close(rs.jobs)
+	wg.Wait()
+	if err == nil {
+		err = rs.firstErr
+	}
+	if err != nil {
+		return &rs.res, err
+	}
+	// Directories last, deepest first: writing a child moves its parent's
+	// mtime, so parents' times are set only when nothing more is written.
+	sort.SliceStable(rs.dirs, func(i, j int) bool {
+		return strings.Count(rs.dirs[i].rel, "/") > strings.Count(rs.dirs[j].rel, "/")
+	})
+	for _, d := range rs.dirs {
+		rs.apply(d.rel, &d.node)
+	}
+	return &rs.res, rs.firstErr
+}
+
+// Resolve finds the node at p in a snapshot tree. "/" (or "") is the root,
+// returned as a directory node.
+func Resolve(ctx context.Context, r Repository, hk *repo.HostKey, rootTree id.ID, p string) (*tree.Node, error) {
+	node := &tree.Node{Name: "/", Type: tree.Dir, Subtree: rootTree, Mode: 0o755}
+	for _, name := range strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/") {
+		if name == "" {
+			continue
+		}
+		if node.Type != tree.Dir {
+			return nil, fmt.Errorf("path %s: %s is not a directory", p, node.Name)
+		}
+		t, err := r.LoadTree(ctx, hk, node.Subtree)
+		if err != nil {
+			return nil, err
+		}
+		n, ok := t.Find(name)
+		if !ok {
+			return nil, fmt.Errorf("path %s: %w (no %q in the snapshot)", p, fs.ErrNotExist, name)
+		}
+		node = n
+	}
+	return node, nil
+}
+
+// matches reports whether snapshot path p is selected by the includes.
+func (rs *restorer) matches(p, name string) bool {
+	if len(rs.opts.Includes) == 0 {
+		return true
+	}
+	for _, pat := range rs.opts.Includes {
+		target := name
+		if strings.Contains(pat, "/") {
+			target = p
+		}
+		if ok, _ := filepath.Match(pat, target); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (rs *restorer) contents(ctx context.Context, treeID id.ID, rel, snapDir string, all bool) error {
+	t, err := rs.repo.LoadTree(ctx, rs.hk, treeID)
+	if err != nil {
+		return err
+	}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		childSnap := path.Join(snapDir, n.Name)
+		if err := rs.node(ctx, n, path.Join(rel, n.Name), childSnap, all || rs.matches(childSnap, n.Name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (rs *restorer) node(ctx context.Context, n *tree.Node, rel, snapPath string, selected bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := tree.ValidateName(n.Name); err != nil {
+		return fmt.Errorf("%s: %w", snapPath, err)
+	}
+	if n.Type == tree.Dir {
+		if selected {
+			if err := rs.ensureDir(rel, n); err != nil {
+				return err
+			}
+		} else {
+			rs.mu.Lock()
+			rs.pendingMeta[rel] = *n
+			rs.mu.Unlock()
+		}
+		return rs.contents(ctx, n.Subtree, rel, snapPath, selected)
+	}
+	if !selected {
+		return nil
+	}
+	if err := rs.ensureParent(rel); err != nil {
+		return err
+	}
+	if err := rs.clear(rel); err != nil {
+		return err
+	}
+	abs := filepath.Join(rs.opts.Target, rel)
+	switch n.Type {
+	case tree.File:
+		if n.Links > 1 {
+			key := [2]uint64{n.Device, n.Inode}
+			if first, ok := rs.links[key]; ok {
+				if err := rs.root.Link(first, rel); err != nil {
+					return fmt.Errorf("restore hard link %s: %w", abs, err)
+				}
+				return nil
+			}
+			rs.links[key] = rel
+		}
+		f, err := rs.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", abs, err)
+		}
+		select {
+		case rs.jobs <- restoreJob{rel: rel, node: *n, file: f}:
+		case <-ctx.Done():
+			f.Close()
+			return ctx.Err()
+		}
+		return nil
+	case tree.Symlink:
+		if err := rs.root.Symlink(n.LinkTarget, rel); err != nil {
+			return fmt.Errorf("restore symlink %s: %w", abs, err)
+		}
+	default:
+		if err := fsmeta.CreateSpecial(abs, n); err != nil {
+			rs.warn(fmt.Sprintf("%s: %v", abs, err))
+			return nil
+		}
+	}
+	rs.mu.Lock()
+	rs.res.Other++
+	rs.mu.Unlock()
+	rs.apply(rel, n)
+	return nil
+}
+
+// clear removes whatever sits at rel (a file or a symlink from an earlier
+// restore), never following it. A directory in the way is an error.
+func (rs *restorer) clear(rel string) error {
+	fi, err := rs.root.Lstat(rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", rel, err)
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("restore %s: a directory is in the way", filepath.Join(rs.opts.Target, rel))
+	}
+	return rs.root.Remove(rel)
+}
+
+// ensureDir makes sure rel is a real directory (not a symlink) and records
+// its metadata for the end.
+func (rs *restorer) ensureDir(rel string, n *tree.Node) error {
+	if rs.created[rel] {
+		return nil
+	}
+	if err := rs.ensureParent(rel); err != nil {
+		return err
+	}
+	err := rs.root.Mkdir(rel, 0o700)
+	if errors.Is(err, fs.ErrExist) {
+		fi, lerr := rs.root.Lstat(rel)
+		if lerr != nil {
+			return fmt.Errorf("restore %s: %w", rel, lerr)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("restore %s: %w: it exists and is not a directory (a symlink there could redirect the restore)", filepath.Join(rs.opts.Target, rel), ErrUnsafePath)
+		}
+	} else if err != nil {
+		return fmt.Errorf("restore %s: %w", filepath.Join(rs.opts.Target, rel), err)
+	}
+	rs.created[rel] = true
+	rs.res.Dirs++
+	rs.dirs = append(rs.dirs, pendingDir{rel: rel, node: *n})
+	return nil
+}
+
+// ensureParent creates the directories above rel that includes skipped,
+// with the metadata the snapshot has for them.
+func (rs *restorer) ensureParent(rel string) error {
+	parent := path.Dir(rel)
+	if rs.created[parent] {
+		return nil
+	}
+	meta, ok := rs.pendingMeta[parent]
+	if !ok {
+		meta = tree.Node{Name: path.Base(parent), Type: tree.Dir, Mode: 0o755}
+	}
+	return rs.ensureDir(parent, &meta)
+}
+
+func (rs *restorer) worker(ctx context.Context) {
+	for job := range rs.jobs {
+		err := rs.writeFile(ctx, job)
+		if err != nil {
+			rs.mu.Lock()
+			if rs.firstErr == nil {
+				rs.firstErr = err
+			}
+			rs.mu.Unlock()
+			continue
+		}
+		rs.apply(job.rel, &job.node)
+	}
+}
+
+func (rs *restorer) writeFile(ctx context.Context, job restoreJob) error {
+	abs := filepath.Join(rs.opts.Target, job.rel)
+	f := job.file
+	defer f.Close()
+	var sum hash.Hash
+	if rs.opts.Verify {
+		sum = sha256.New()
+	}
+	w := fsmeta.NewSparseWriter(f)
+	var buf []byte
+	for _, c := range job.node.Content {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sealed, err := rs.repo.LoadBlob(ctx, c.ID)
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", abs, err)
+		}
+		buf, err = repo.OpenChunk(c, sealed, buf[:0])
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", abs, err)
+		}
+		if _, err := w.Write(buf); err != nil {
+			return fmt.Errorf("write %s: %w", abs, err)
+		}
+		if sum != nil {
+			sum.Write(buf)
+		}
+		if p := rs.opts.Progress; p != nil {
+			p.BytesDone.Add(uint64(len(buf)))
+		}
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", abs, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", abs, err)
+	}
+	rs.mu.Lock()
+	rs.res.Files++
+	rs.res.Bytes += job.node.Size
+	rs.mu.Unlock()
+	if p := rs.opts.Progress; p != nil {
+		p.FilesDone.Add(1)
+	}
+	if sum != nil {
+		if err := rs.verify(job.rel, sum.Sum(nil)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (rs *restorer) verify(rel string, want []byte) error {
+	f, err := rs.root.Open(rel)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", rel, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("verify %s: %w", rel, err)
+	}
+	if string(h.Sum(nil)) != string(want) {
+		return fmt.Errorf("verify %s: the file on disk differs from the backup", filepath.Join(rs.opts.Target, rel))
+	}
+	rs.mu.Lock()
+	rs.res.Verified++
+	rs.mu.Unlock()
+	return nil
+}
+
+func (rs *restorer) apply(rel string, n *tree.Node) {
+	abs := filepath.Join(rs.opts.Target, rel)
+	warnings, err := fsmeta.Apply(abs, n, fsmeta.ApplyOptions{Owner: rs.opts.Owner})
+	for _, w := range warnings {
+		rs.warn(fmt.Sprintf("%s: %s", abs, w))
+	}
+	if err != nil {
+		rs.warn(fmt.Sprintf("%s: %v", abs, err))
+	}
+}
+
+func (rs *restorer) warn(msg string) {
+	rs.mu.Lock()
+	rs.res.Warnings = append(rs.res.Warnings, msg)
+	rs.mu.Unlock()
+	if rs.opts.Warn != nil {
+		rs.opts.Warn(msg)
+	}
+}

@@ -1,0 +1,219 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"sort"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/costor/costor/agent"
+	"github.com/costor/costor/repo"
+	"github.com/costor/costor/repo/crypto"
+)
+
+func backupCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "backup",
+		Usage:     "back up files and directories; prints the new snapshot's ID last",
+		ArgsUsage: "PATH…",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "host", Usage: "record the snapshot under `HOST` (default: this machine's hostname)"},
+			&ucli.StringSliceFlag{Name: "tag", Usage: "add `TAG` to the snapshot (repeatable)"},
+			&ucli.StringSliceFlag{Name: "exclude", Usage: "skip paths matching `GLOB` (a base name, or a whole path if it has a /)"},
+			&ucli.BoolFlag{Name: "one-file-system", Aliases: []string{"x"}, Usage: "do not cross into other filesystems"},
+			&ucli.StringFlag{Name: "snapshot", Value: "none", Usage: "point-in-time method: none (others arrive with the snapshot adapters)"},
+		},
+		Action: runBackup,
+	}
+}
+
+func runBackup(c *ucli.Context) error {
+	e := newEnv(c)
+	ctx := c.Context
+	if c.NArg() == 0 {
+		return errors.New("backup: give at least one PATH to back up")
+	}
+	if m := c.String("snapshot"); m != "none" && m != "auto" {
+		return fmt.Errorf("backup --snapshot %s: not available in this build; use --snapshot none", m)
+	}
+	var paths []string
+	for _, p := range c.Args().Slice() {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return fmt.Errorf("backup path %q: %w", p, err)
+		}
+		if _, err := os.Lstat(abs); err != nil {
+			return fmt.Errorf("backup path %s: %w", abs, err)
+		}
+		paths = append(paths, abs)
+	}
+	host, err := hostname(c)
+	if err != nil {
+		return err
+	}
+	r, repoDir, err := e.openOrCreateForBackup(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+
+	secret, err := r.OrgSecret()
+	if err != nil {
+		return err
+	}
+	pol, err := crypto.ChunkerPolynomial(secret)
+	if err != nil {
+		return err
+	}
+	hostKey, err := e.hostKeyForBackup(host)
+	if err != nil {
+		return err
+	}
+	_ = hostKey // recorded as a recipient by repo via credentials; see openOrCreateForBackup
+	hk, err := r.HostKeyFor(ctx, host)
+	if err != nil {
+		return err
+	}
+	parent, err := findParent(ctx, r, host, paths)
+	if err != nil {
+		return err
+	}
+	username := ""
+	if u, err := user.Current(); err == nil {
+		username = u.Username
+	}
+	machine, _ := os.Hostname()
+	var progress *agent.Progress
+	stop := func() {}
+	if e.showProgress() {
+		progress = &agent.Progress{}
+		stop = startProgress(e, progress, "backup")
+	}
+	opts := agent.BackupOptions{
+		Paths: paths, Tags: c.StringSlice("tag"), Excludes: c.StringSlice("exclude"),
+		ExcludePaths:  []string{repoDir},
+		OneFileSystem: c.Bool("one-file-system"), Parent: parent,
+		Keyer: crypto.NewChunkKeyer(secret), Polynomial: pol, HostKey: hk,
+		Hostname: machine, Username: username, Method: "none", Program: "costor " + Version,
+		Progress: progress,
+		Warn: func(msg string) {
+			stop()
+			fmt.Fprintln(e.stderr, "warning: "+msg)
+		},
+	}
+	res, err := agent.Backup(ctx, r, opts)
+	stop()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := printBackup(e, res, parent); err != nil {
+		return err
+	}
+	if len(res.Errors) > 0 {
+		return partial(fmt.Errorf("snapshot %s saved, but %d path(s) could not be read (listed above and recorded in the snapshot)", res.SnapshotID.Short(), len(res.Errors)))
+	}
+	return nil
+}
+
+// openOrCreateForBackup opens the repository; the embedded default is
+// created on the first backup.
+func (e *env) openOrCreateForBackup(ctx context.Context) (*repo.Repository, string, error) {
+	dir, isDefault, err := e.repoLocation()
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config")); isDefault && errors.Is(err, os.ErrNotExist) {
+		pw, err := e.newPassword(true)
+		if err != nil {
+			return nil, "", err
+		}
+		r, err := initRepo(e.c, e, dir, pw, repo.InitOptions{})
+		if err != nil {
+			return nil, "", err
+		}
+		r.Close()
+		e.info("costor: created your repository at %s", dir)
+	}
+	r, err := e.openRepo(ctx, "backup")
+	return r, dir, err
+}
+
+// findParent picks the newest snapshot of host with the same paths.
+func findParent(ctx context.Context, r *repo.Repository, host string, paths []string) (*agent.Parent, error) {
+	list, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := slices.Clone(paths)
+	sort.Strings(want)
+	for i := len(list) - 1; i >= 0; i-- {
+		s := list[i]
+		if s.Host != host {
+			continue
+		}
+		det, _, err := r.Details(ctx, s)
+		if err != nil {
+			continue // unreadable with our keys: not a parent
+		}
+		got := slices.Clone(det.Paths)
+		sort.Strings(got)
+		if slices.Equal(got, want) {
+			return &agent.Parent{ID: s.ID, Tree: det.Tree}, nil
+		}
+	}
+	return nil, nil
+}
+
+type backupJSON struct {
+	SnapshotID      string   `json:"snapshot_id"`
+	ShortID         string   `json:"short_id"`
+	Parent          string   `json:"parent,omitempty"`
+	FilesNew        uint64   `json:"files_new"`
+	FilesChanged    uint64   `json:"files_changed"`
+	FilesUnmodified uint64   `json:"files_unmodified"`
+	TotalFiles      uint64   `json:"total_files"`
+	TotalDirs       uint64   `json:"total_dirs"`
+	TotalBytes      uint64   `json:"total_bytes"`
+	BlobsAdded      uint64   `json:"blobs_added"`
+	BytesAdded      uint64   `json:"bytes_added"`
+	DurationSeconds float64  `json:"duration_seconds"`
+	Errors          []string `json:"errors"`
+	Changed         []string `json:"changed_while_read"`
+}
+
+func printBackup(e *env, res *agent.BackupResult, parent *agent.Parent) error {
+	st := res.Stats
+	if e.c.Bool("json") {
+		out := backupJSON{
+			SnapshotID: res.SnapshotID.String(), ShortID: res.SnapshotID.Short(),
+			FilesNew: st.FilesNew, FilesChanged: st.FilesChanged, FilesUnmodified: st.FilesSame,
+			TotalFiles: st.Files, TotalDirs: st.Dirs, TotalBytes: st.Bytes,
+			BlobsAdded: st.BlobsAdded, BytesAdded: st.BytesAdded,
+			DurationSeconds: st.Duration.Seconds(), Errors: res.Errors, Changed: res.Changed,
+		}
+		if parent != nil {
+			out.Parent = parent.ID.String()
+		}
+		if out.Errors == nil {
+			out.Errors = []string{}
+		}
+		if out.Changed == nil {
+			out.Changed = []string{}
+		}
+		enc := json.NewEncoder(e.stdout)
+		return enc.Encode(out)
+	}
+	e.info("files: %d new, %d changed, %d unmodified; %d directories", st.FilesNew, st.FilesChanged, st.FilesSame, st.Dirs)
+	e.info("processed %d files, %s in %s; added %s to the repository",
+		st.Files, humanBytes(st.Bytes), st.Duration.Round(1e7), humanBytes(st.BytesAdded))
+	e.info("snapshot %s saved", res.SnapshotID.Short())
+	_, err := fmt.Fprintln(e.stdout, res.SnapshotID.String())
+	return err
+}

@@ -1,0 +1,293 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/costor/costor/repo/crypto"
+	"github.com/costor/costor/repo/id"
+	"github.com/costor/costor/repo/index"
+	"github.com/costor/costor/repo/pack"
+	"github.com/costor/costor/repo/storage"
+)
+
+// ErrBlobNotFound is returned (wrapped) by LoadBlob for an unknown blob.
+var ErrBlobNotFound = errors.New("blob not in the index")
+
+// ErrBlobCorrupt is returned (wrapped) when a blob's bytes do not hash to
+// its ID.
+var ErrBlobCorrupt = errors.New("blob does not match its ID")
+
+func hashName(data []byte) string { return id.Hash(data).String() }
+
+func packHandle(p id.ID) storage.Handle {
+	return storage.Handle{Kind: storage.KindPacks, Name: p.String()}
+}
+
+// headerSealer seals pack headers under the repository's pack key.
+type headerSealer struct{ key crypto.Key }
+
+func (h headerSealer) Seal(plaintext []byte) ([]byte, error) {
+	return crypto.SealRandom(h.key, nil, plaintext, nil)
+}
+
+func (h headerSealer) Open(sealed []byte) ([]byte, error) {
+	return crypto.OpenRandom(h.key, nil, sealed, nil)
+}
+
+// blobWriter gathers blobs into packs and uploads finished packs in the
+// background, so sealing goes on while a pack is written. At most one pack
+// per type is filling and one waits for the uploader: memory stays at a few
+// pack sizes whatever the backup size.
+type blobWriter struct {
+	r *Repository
+
+	mu       sync.Mutex
+	packers  map[pack.BlobType]*pack.Writer
+	inflight map[id.ID]struct{} // in a packer or an upload not yet indexed
+
+	uploads chan finishedPack
+	done    chan struct{}
+	errMu   sync.Mutex
+	err     error // first upload error; later SaveBlob calls return it
+
+	stats BlobStats
+}
+
+// BlobStats counts what this process added.
+type BlobStats struct {
+	Blobs, Bytes, Packs uint64
+}
+
+type finishedPack struct {
+	data    []byte
+	entries []pack.Entry
+	id      id.ID
+	flushed chan struct{} // non-nil for a Flush marker
+}
+
+func newBlobWriter(r *Repository) *blobWriter {
+	w := &blobWriter{
+		r:        r,
+		packers:  map[pack.BlobType]*pack.Writer{},
+		inflight: map[id.ID]struct{}{},
+		uploads:  make(chan finishedPack, 1),
+		done:     make(chan struct{}),
+	}
+	go w.uploader()
+	return w
+}
+
+func (w *blobWriter) uploader() {
+	defer close(w.done)
+	for p := range w.uploads {
+		if p.flushed != nil {
+			close(p.flushed)
+			continue
+		}
+		err := w.upload(p)
+		w.mu.Lock()
+		for _, e := range p.entries {
+			delete(w.inflight, e.ID)
+		}
+		w.mu.Unlock()
+		if err != nil {
+			w.setErr(err)
+		}
+	}
+}
+
+func (w *blobWriter) upload(p finishedPack) error {
+	if err := w.firstErr(); err != nil {
+		return err
+	}
+	ctx := w.r.closeCtx
+	if err := w.r.st.Save(ctx, packHandle(p.id), bytes.NewReader(p.data), int64(len(p.data))); err != nil {
+		return fmt.Errorf("save pack %s: %w", p.id.Short(), err)
+	}
+	if err := w.r.idx.AddPack(ctx, p.id, int64(len(p.data)), p.entries); err != nil {
+		return fmt.Errorf("index pack %s: %w", p.id.Short(), err)
+	}
+	w.mu.Lock()
+	w.stats.Packs++
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *blobWriter) setErr(err error) {
+	w.errMu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.errMu.Unlock()
+}
+
+func (w *blobWriter) firstErr() error {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
+}
+
+// SaveBlob stores a sealed blob unless the repository already has it. It
+// reports whether the blob was new. The blob is durable only after Flush.
+func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID, sealed []byte, rawLength uint32) (bool, error) {
+	if !r.keys.full {
+		return false, ErrReadOnly
+	}
+	w := r.blobs
+	if err := w.firstErr(); err != nil {
+		return false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	w.mu.Lock()
+	_, pending := w.inflight[blobID]
+	w.mu.Unlock()
+	if pending {
+		return false, nil
+	}
+	known, err := r.idx.Has(ctx, blobID)
+	if err != nil {
+		return false, fmt.Errorf("look up blob %s: %w", blobID.Short(), err)
+	}
+	if known {
+		return false, nil
+	}
+	var full *finishedPack
+	w.mu.Lock()
+	if _, pending := w.inflight[blobID]; pending {
+		w.mu.Unlock()
+		return false, nil
+	}
+	pw := w.packers[t]
+	if pw == nil {
+		pw = pack.NewWriter(headerSealer{r.keys.pack})
+		w.packers[t] = pw
+	}
+	if _, err := pw.Add(t, blobID, sealed, rawLength); err != nil {
+		w.mu.Unlock()
+		return false, fmt.Errorf("add blob %s to pack: %w", blobID.Short(), err)
+	}
+	w.inflight[blobID] = struct{}{}
+	w.stats.Blobs++
+	w.stats.Bytes += uint64(len(sealed))
+	if pw.Size() >= r.cfg.PackSize {
+		full, err = finish(pw)
+		delete(w.packers, t)
+	}
+	w.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	if full != nil {
+		select {
+		case w.uploads <- *full:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	return true, nil
+}
+
+func finish(pw *pack.Writer) (*finishedPack, error) {
+	data, entries, packID, err := pw.Finish()
+	if err != nil {
+		return nil, fmt.Errorf("finish pack: %w", err)
+	}
+	return &finishedPack{data: data, entries: entries, id: packID}, nil
+}
+
+// Flush writes every pending blob into durable, indexed packs.
+func (r *Repository) Flush(ctx context.Context) error {
+	if r.blobs == nil || !r.keys.full {
+		return nil
+	}
+	w := r.blobs
+	w.mu.Lock()
+	var pending []*finishedPack
+	for t, pw := range w.packers {
+		if pw.Count() > 0 {
+			p, err := finish(pw)
+			if err != nil {
+				w.mu.Unlock()
+				return err
+			}
+			pending = append(pending, p)
+		}
+		delete(w.packers, t)
+	}
+	w.mu.Unlock()
+	marker := finishedPack{flushed: make(chan struct{})}
+	for _, p := range append(pending, &marker) {
+		select {
+		case w.uploads <- *p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case <-marker.flushed:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return w.firstErr()
+}
+
+// BlobStats returns what this process has added so far.
+func (r *Repository) BlobStats() BlobStats {
+	r.blobs.mu.Lock()
+	defer r.blobs.mu.Unlock()
+	return r.blobs.stats
+}
+
+func (w *blobWriter) close() error {
+	close(w.uploads)
+	<-w.done
+	return nil
+}
+
+// LoadBlob returns the sealed bytes of a blob, verified against its ID.
+func (r *Repository) LoadBlob(ctx context.Context, blobID id.ID) ([]byte, error) {
+	loc, ok, err := r.idx.Lookup(ctx, blobID)
+	if err != nil {
+		return nil, fmt.Errorf("look up blob %s: %w", blobID.Short(), err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w", blobID.Short(), ErrBlobNotFound)
+	}
+	return r.loadAt(ctx, blobID, loc)
+}
+
+func (r *Repository) loadAt(ctx context.Context, blobID id.ID, loc index.Location) ([]byte, error) {
+	buf := make([]byte, loc.Length)
+	err := r.st.Load(ctx, packHandle(loc.Pack), int64(loc.Offset), int64(loc.Length), func(rd io.Reader) error {
+		_, err := io.ReadFull(rd, buf)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s from pack %s: %w", blobID.Short(), loc.Pack.Short(), err)
+	}
+	if id.Hash(buf) != blobID {
+		return nil, fmt.Errorf("blob %s in pack %s: %w (the pack is damaged; run `costor check --read-data`)", blobID.Short(), loc.Pack.Short(), ErrBlobCorrupt)
+	}
+	return buf, nil
+}
+
+// HasBlob reports whether the repository holds a blob, counting blobs
+// pending in this process.
+func (r *Repository) HasBlob(ctx context.Context, blobID id.ID) (bool, error) {
+	if r.blobs != nil {
+		r.blobs.mu.Lock()
+		_, pending := r.blobs.inflight[blobID]
+		r.blobs.mu.Unlock()
+		if pending {
+			return true, nil
+		}
+	}
+	return r.idx.Has(ctx, blobID)
+}

@@ -1,0 +1,115 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/costor/costor/repo/compress"
+	"github.com/costor/costor/repo/crypto"
+	"github.com/costor/costor/repo/id"
+	"github.com/costor/costor/repo/pack"
+	"github.com/costor/costor/repo/tree"
+)
+
+// SealChunk compresses and convergently seals one chunk of file content.
+// dst is reused for the sealed bytes when large enough. The returned Chunk
+// (ID, key, length) is what a tree records.
+func SealChunk(keyer *crypto.ChunkKeyer, plaintext, scratch, dst []byte) (tree.Chunk, []byte, []byte) {
+	key := keyer.ChunkKey(plaintext)
+	scratch = compress.Encode(scratch[:0], plaintext)
+	sealed := crypto.NewSIVKey(key).Seal(dst[:0], scratch)
+	return tree.Chunk{ID: id.Hash(sealed), Key: key, Length: uint32(len(plaintext))}, sealed, scratch
+}
+
+// OpenChunk decrypts and decompresses a chunk's sealed bytes, appending the
+// plaintext to dst.
+func OpenChunk(c tree.Chunk, sealed, dst []byte) ([]byte, error) {
+	framed, err := crypto.NewSIVKey(c.Key).Open(nil, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt chunk %s: %w", c.ID.Short(), err)
+	}
+	out, err := compress.Decode(dst, framed, int(c.Length))
+	if err != nil {
+		return nil, fmt.Errorf("decompress chunk %s: %w", c.ID.Short(), err)
+	}
+	if len(out)-len(dst) != int(c.Length) {
+		return nil, fmt.Errorf("chunk %s: %d bytes, the tree says %d", c.ID.Short(), len(out)-len(dst), c.Length)
+	}
+	return out, nil
+}
+
+// ReadChunk loads and opens one chunk.
+func (r *Repository) ReadChunk(ctx context.Context, c tree.Chunk, dst []byte) ([]byte, error) {
+	sealed, err := r.LoadBlob(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	return OpenChunk(c, sealed, dst)
+}
+
+// SealTree encodes, compresses and seals a tree under its host's key. An
+// unchanged tree seals to the same bytes, so it keeps its ID.
+func SealTree(hk *HostKey, t *tree.Tree) (id.ID, []byte, uint32, error) {
+	plain, err := t.Encode(nil)
+	if err != nil {
+		return id.ID{}, nil, 0, err
+	}
+	sealed := hk.SIV.Seal(nil, compress.Encode(nil, plain))
+	return id.Hash(sealed), sealed, uint32(len(plain)), nil
+}
+
+// SaveTree seals and stores a tree, returning its ID.
+func (r *Repository) SaveTree(ctx context.Context, hk *HostKey, t *tree.Tree) (id.ID, error) {
+	treeID, sealed, rawLen, err := SealTree(hk, t)
+	if err != nil {
+		return id.ID{}, err
+	}
+	if _, err := r.SaveBlob(ctx, pack.TreeBlob, treeID, sealed, rawLen); err != nil {
+		return id.ID{}, err
+	}
+	return treeID, nil
+}
+
+// maxTreeSize bounds a decoded tree (a directory of millions of entries
+// still fits).
+const maxTreeSize = 1 << 30
+
+// LoadTree loads and opens a tree of the given host.
+func (r *Repository) LoadTree(ctx context.Context, hk *HostKey, treeID id.ID) (*tree.Tree, error) {
+	plain, err := r.loadTreeBytes(ctx, hk, treeID)
+	if err != nil {
+		return nil, err
+	}
+	t, err := tree.Decode(plain)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", treeID.Short(), err)
+	}
+	return t, nil
+}
+
+func (r *Repository) loadTreeBytes(ctx context.Context, hk *HostKey, treeID id.ID) ([]byte, error) {
+	loc, ok, err := r.idx.Lookup(ctx, treeID)
+	if err != nil {
+		return nil, fmt.Errorf("look up tree %s: %w", treeID.Short(), err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("tree %s: %w", treeID.Short(), ErrBlobNotFound)
+	}
+	sealed, err := r.loadAt(ctx, treeID, loc)
+	if err != nil {
+		return nil, err
+	}
+	framed, err := hk.SIV.Open(nil, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt tree %s: %w", treeID.Short(), err)
+	}
+	limit := int(loc.RawLength)
+	if limit <= 0 || limit > maxTreeSize {
+		limit = maxTreeSize
+	}
+	plain, err := compress.Decode(nil, framed, limit)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", treeID.Short(), err)
+	}
+	return plain, nil
+}

@@ -1,0 +1,102 @@
+package compress
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Flag values; part of the on-disk format.
+const (
+	flagRaw  byte = 0
+	flagZstd byte = 1
+)
+
+// ErrCorrupt is returned (wrapped) for undecodable framed data.
+var ErrCorrupt = errors.New("corrupt compressed data")
+
+var (
+	encoderOnce sync.Once
+	encoder     *zstd.Encoder
+	decoderOnce sync.Once
+	decoder     *zstd.Decoder
+)
+
+// The shared encoder and decoder are safe for concurrent EncodeAll/DecodeAll;
+// one of each keeps memory flat however many workers compress at once.
+func enc() *zstd.Encoder {
+	encoderOnce.Do(func() {
+		var err error
+		encoder, err = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedFastest),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithZeroFrames(true),
+			zstd.WithEncoderCRC(false)) // the AEAD tag already authenticates every byte
+		if err != nil {
+			panic(fmt.Sprintf("zstd encoder with constant options: %v", err))
+		}
+	})
+	return encoder
+}
+
+func dec() *zstd.Decoder {
+	decoderOnce.Do(func() {
+		var err error
+		decoder, err = zstd.NewReader(nil,
+			zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxMemory(64<<20))
+		if err != nil {
+			panic(fmt.Sprintf("zstd decoder with constant options: %v", err))
+		}
+	})
+	return decoder
+}
+
+// Encode appends the framed form of src to dst. It stores src raw when zstd
+// would not save at least 1/32 of it: decompressing costs time on every read,
+// so a marginal saving isn't worth it.
+func Encode(dst, src []byte) []byte {
+	start := len(dst)
+	dst = append(dst, flagZstd)
+	dst = enc().EncodeAll(src, dst)
+	if len(dst)-start-1 < len(src)-len(src)/32 {
+		return dst
+	}
+	dst = append(dst[:start], flagRaw)
+	return append(dst, src...)
+}
+
+// Decode appends the plaintext of framed src to dst. maxLen bounds the
+// decoded size (the caller knows the plaintext length from the index or the
+// tree); anything longer is corrupt.
+func Decode(dst, src []byte, maxLen int) ([]byte, error) {
+	if len(src) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
+	}
+	switch src[0] {
+	case flagRaw:
+		if len(src)-1 > maxLen {
+			return nil, fmt.Errorf("%w: raw length %d exceeds %d", ErrCorrupt, len(src)-1, maxLen)
+		}
+		return append(dst, src[1:]...), nil
+	case flagZstd:
+		start := len(dst)
+		if cap(dst)-start < maxLen {
+			grown := make([]byte, start, start+maxLen)
+			copy(grown, dst)
+			dst = grown
+		}
+		out, err := dec().DecodeAll(src[1:], dst[:start:start+maxLen])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if len(out)-start > maxLen {
+			return nil, fmt.Errorf("%w: decoded length exceeds %d", ErrCorrupt, maxLen)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("%w: unknown flag %d", ErrCorrupt, src[0])
+	}
+}

@@ -1,0 +1,270 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/costor/costor/repo/id"
+	"github.com/costor/costor/repo/pack"
+)
+
+// Options configure Open. The zero value opens a read-write index on disk
+// that logs nothing.
+type Options struct {
+	// Logger receives Badger's warnings and errors; nil discards them.
+	Logger *slog.Logger
+	// ReadOnly opens the index with a shared lock; every write fails with
+	// ErrReadOnly. The directory must already hold an index.
+	ReadOnly bool
+	// InMemory keeps everything in RAM and ignores dir; for tests.
+	InMemory bool
+}
+
+// Location says where a blob is stored.
+type Location struct {
+	Pack      id.ID
+	Type      pack.BlobType
+	Offset    uint32
+	Length    uint32
+	RawLength uint32
+}
+
+// Index is an open index. Its methods are safe for concurrent use; writes
+// are serialised.
+type Index struct {
+	db       *badger.DB
+	dir      string
+	readOnly bool
+	writeMu  sync.Mutex // one writer at a time: keeps "first pack wins" exact without conflict detection
+}
+
+// Badger tuning. Memory use is bounded by these, not by the number of keys:
+// NumMemtables×MemTableSize for writes, the two caches for reads, table
+// files are mmapped and paged by the kernel.
+const (
+	memTableSize     = 32 << 20
+	numMemtables     = 2
+	blockCacheSize   = 16 << 20
+	indexCacheSize   = 32 << 20
+	valueLogFileSize = 64 << 20
+)
+
+func badgerOptions(dir string, opts Options) badger.Options {
+	bo := badger.DefaultOptions(dir)
+	if opts.InMemory {
+		bo = badger.DefaultOptions("").WithInMemory(true)
+	}
+	var logger badger.Logger // nil: Badger logs nothing
+	if opts.Logger != nil {
+		logger = slogAdapter{opts.Logger}
+	}
+	return bo.
+		WithLogger(logger).
+		WithReadOnly(opts.ReadOnly).
+		WithSyncWrites(false). // the packs are the truth; a lost tail is re-indexed
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
+		WithValueLogFileSize(valueLogFileSize).
+		WithNumCompactors(2).
+		WithNumGoroutines(2).
+		// Keys and locations are random hashes: compression costs CPU and saves nothing.
+		WithCompression(options.None).
+		WithMetricsEnabled(false).
+		// Writers are serialised by writeMu, so Badger need not track read sets.
+		WithDetectConflicts(false)
+}
+
+// Open opens the index in dir, creating dir and an empty index if needed
+// (unless opts.ReadOnly). It returns an error wrapping ErrLocked if another
+// process has the index open, and ErrDamaged if the files cannot be read.
+func Open(dir string, opts Options) (*Index, error) {
+	hadTables := false
+	if !opts.InMemory {
+		var err error
+		if hadTables, err = prepareDir(dir, opts.ReadOnly); err != nil {
+			return nil, err
+		}
+	}
+	db, err := openBadger(badgerOptions(dir, opts))
+	if err != nil {
+		return nil, classifyOpenError(dir, err)
+	}
+	x := &Index{db: db, dir: dir, readOnly: opts.ReadOnly}
+	if opts.InMemory {
+		x.dir = "(in memory)"
+	}
+	if err := x.checkFormat(hadTables); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return x, nil
+}
+
+// prepareDir creates dir if allowed and refuses a directory whose MANIFEST
+// is gone: Badger would silently start afresh and delete every table. It
+// reports whether dir holds table files, which Badger also deletes when a
+// damaged MANIFEST no longer lists them.
+func prepareDir(dir string, readOnly bool) (hasTables bool, err error) {
+	if !readOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return false, fmt.Errorf("create index directory: %w", err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, fmt.Errorf("open index %s: %w", dir, err)
+	}
+	var hasManifest, hasData bool
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case name == "MANIFEST":
+			hasManifest = true
+		case strings.HasSuffix(name, ".sst"):
+			hasTables, hasData = true, true
+		case strings.HasSuffix(name, ".vlog"), strings.HasSuffix(name, ".mem"):
+			hasData = true
+		}
+	}
+	if hasData && !hasManifest {
+		return false, damagedError(dir, "MANIFEST is missing")
+	}
+	if readOnly && !hasManifest {
+		return false, fmt.Errorf("open index %s read-only: %w", dir, fs.ErrNotExist)
+	}
+	return hasTables, nil
+}
+
+// openBadger turns a panic inside Badger (it asserts on some corrupt input)
+// into an error.
+func openBadger(bo badger.Options) (db *badger.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("badger panicked: %v", r)
+		}
+	}()
+	return badger.Open(bo)
+}
+
+// checkFormat writes the format version into a new index and refuses an
+// index of another version. The version is written when the index is
+// created, so an index without it that had table files has lost data.
+func (x *Index) checkFormat(hadTables bool) error {
+	var version uint32
+	found := false
+	empty := true
+	err := x.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(metaFormatKey)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			it := txn.NewIterator(badger.IteratorOptions{})
+			defer it.Close()
+			it.Rewind()
+			empty = !it.Valid()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		return item.Value(func(v []byte) error {
+			if len(v) != 4 {
+				return fmt.Errorf("format version of %d bytes", len(v))
+			}
+			version = uint32(v[0])<<24 | uint32(v[1])<<16 | uint32(v[2])<<8 | uint32(v[3])
+			return nil
+		})
+	})
+	switch {
+	case err != nil:
+		return damagedError(x.dir, "read format version: "+err.Error())
+	case found && version != formatVersion:
+		return damagedError(x.dir, fmt.Sprintf("format version %d, this costor reads version %d", version, formatVersion))
+	case found:
+		return nil
+	case !empty || hadTables:
+		return damagedError(x.dir, "format version is missing")
+	case x.readOnly:
+		return nil // an empty index reads as empty
+	}
+	return x.writeFormat()
+}
+
+func (x *Index) writeFormat() error {
+	v := []byte{byte(formatVersion >> 24), byte(formatVersion >> 16), byte(formatVersion >> 8), byte(formatVersion)}
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(metaFormatKey, v) }); err != nil {
+		return fmt.Errorf("write format version to index %s: %w", x.dir, err)
+	}
+	return nil
+}
+
+// Close flushes and closes the index.
+func (x *Index) Close() error {
+	if err := x.db.Close(); err != nil {
+		return fmt.Errorf("close index %s: %w", x.dir, err)
+	}
+	return nil
+}
+
+// Dir returns the directory the index lives in.
+func (x *Index) Dir() string { return x.dir }
+
+// Reset deletes every file of the index in dir so that the next Open
+// starts empty; use it after ErrDamaged, before rebuilding from the packs.
+// It refuses with ErrLocked while another process has the index open.
+func Reset(dir string) error {
+	unlock, err := lockDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("reset index %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("reset index %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// slogAdapter passes Badger's warnings and errors to slog; its info and
+// debug chatter is dropped.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Errorf(f string, args ...any) {
+	a.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, args...)))
+}
+
+func (a slogAdapter) Warningf(f string, args ...any) {
+	a.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, args...)))
+}
+
+func (slogAdapter) Infof(string, ...any)  {}
+func (slogAdapter) Debugf(string, ...any) {}
+
+// checkDone is the cheap per-item cancellation test used in scans.
+func checkDone(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return ctx.Err()
+	default:
+		return nil
+	}
+}

@@ -1,0 +1,197 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/costor/costor/repo/crypto"
+	"github.com/costor/costor/repo/storage"
+)
+
+// keyring is what the credentials unlocked.
+type keyring struct {
+	full     bool // the repository key file was opened: may write
+	org      crypto.Key
+	pack     crypto.Key
+	recovery *crypto.PrivateKey
+	host     *crypto.HostKey
+}
+
+func unlock(ctx context.Context, st storage.Storage, creds Credentials) (keyring, error) {
+	k := keyring{host: creds.Host}
+	if creds.Recovery != nil {
+		k.recovery = creds.Recovery
+		return k, nil
+	}
+	if len(creds.Password) == 0 {
+		return k, fmt.Errorf("a password is required (--password-file, COSTOR_PASSWORD_FILE or COSTOR_PASSWORD)")
+	}
+	var names []string
+	if err := st.List(ctx, storage.KindKeys, func(fi storage.Info) error {
+		names = append(names, fi.Handle.Name)
+		return nil
+	}); err != nil {
+		return k, fmt.Errorf("list key files: %w", err)
+	}
+	if len(names) == 0 {
+		return k, fmt.Errorf("the repository has no key file (keys/ is empty): it cannot be opened")
+	}
+	sort.Strings(names)
+	var lastErr error
+	for _, name := range names {
+		data, err := loadAll(ctx, st, storage.Handle{Kind: storage.KindKeys, Name: name})
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		rk, err := crypto.DecodeRepoKeys(data, creds.Password)
+		if errors.Is(err, crypto.ErrWrongPassword) {
+			continue
+		}
+		if err != nil {
+			lastErr = fmt.Errorf("key file %s: %w", name, err)
+			continue
+		}
+		rec := rk.Recovery
+		return keyring{full: true, org: rk.OrgSecret, pack: rk.PackKey, recovery: &rec, host: creds.Host}, nil
+	}
+	if lastErr != nil {
+		return k, lastErr
+	}
+	return k, ErrWrongPassword
+}
+
+// CanWrite reports whether the credentials allow adding data.
+func (r *Repository) CanWrite() bool { return r.keys.full }
+
+// OrgSecret returns the organisation secret, which keys convergent chunk
+// encryption and seeds the chunker. Only a writer has it.
+func (r *Repository) OrgSecret() (crypto.Key, error) {
+	if !r.keys.full {
+		return crypto.Key{}, ErrReadOnly
+	}
+	return r.keys.org, nil
+}
+
+// HostKey is an unlocked host data key: it seals and opens that host's
+// trees and snapshot details.
+type HostKey struct {
+	Host     string
+	Envelope string // storage name of the envelope
+	SIV      *crypto.SIVKey
+}
+
+// HostKeyFor returns the data key of host, creating its envelope (sealed to
+// the recovery key and, if known, this machine's host key) when the host has
+// none yet. Several envelopes of one host may exist after a race; the one
+// with the lowest name wins, so trees keep deduplicating.
+func (r *Repository) HostKeyFor(ctx context.Context, host string) (*HostKey, error) {
+	var found []string
+	if err := r.st.List(ctx, storage.KindHostKeys, func(fi storage.Info) error {
+		found = append(found, fi.Handle.Name)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list host keys: %w", err)
+	}
+	sort.Strings(found)
+	for _, name := range found {
+		env, err := r.loadEnvelope(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if env.Host == host {
+			return r.HostKeyByName(ctx, name)
+		}
+	}
+	if !r.keys.full {
+		return nil, fmt.Errorf("host %q has no key in this repository: %w", host, ErrReadOnly)
+	}
+	dataKey, err := crypto.NewRandomKey()
+	if err != nil {
+		return nil, err
+	}
+	recipients := []crypto.PublicKey{r.keys.recovery.Public()}
+	if r.keys.host != nil && r.keys.host.Host == host {
+		recipients = append(recipients, r.keys.host.Private.Public())
+	}
+	data, err := crypto.NewHostEnvelope(host, dataKey, recipients...)
+	if err != nil {
+		return nil, fmt.Errorf("seal key of host %q: %w", host, err)
+	}
+	name := hashName(data)
+	if err := saveBytes(ctx, r.st, storage.Handle{Kind: storage.KindHostKeys, Name: name}, data); err != nil {
+		return nil, fmt.Errorf("save key of host %q: %w", host, err)
+	}
+	hk := &HostKey{Host: host, Envelope: name, SIV: crypto.NewSIVKey(dataKey)}
+	r.hostMu.Lock()
+	r.hostKeys[name] = hk
+	r.hostMu.Unlock()
+	return hk, nil
+}
+
+// HostKeyByName unlocks the host envelope with the given storage name.
+func (r *Repository) HostKeyByName(ctx context.Context, name string) (*HostKey, error) {
+	r.hostMu.Lock()
+	hk, ok := r.hostKeys[name]
+	r.hostMu.Unlock()
+	if ok {
+		return hk, nil
+	}
+	env, err := r.loadEnvelope(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	var dataKey crypto.Key
+	opened := false
+	for _, priv := range r.privateKeys() {
+		dataKey, err = env.Open(priv)
+		if err == nil {
+			opened = true
+			break
+		}
+		if !errors.Is(err, crypto.ErrNotRecipient) {
+			return nil, fmt.Errorf("open key of host %q: %w", env.Host, err)
+		}
+	}
+	if !opened {
+		return nil, fmt.Errorf("no key given can read host %q's backups (it needs that host's key or the recovery key)", env.Host)
+	}
+	hk = &HostKey{Host: env.Host, Envelope: name, SIV: crypto.NewSIVKey(dataKey)}
+	r.hostMu.Lock()
+	r.hostKeys[name] = hk
+	r.hostMu.Unlock()
+	return hk, nil
+}
+
+func (r *Repository) privateKeys() []crypto.PrivateKey {
+	var keys []crypto.PrivateKey
+	if r.keys.host != nil {
+		keys = append(keys, r.keys.host.Private)
+	}
+	if r.keys.recovery != nil {
+		keys = append(keys, *r.keys.recovery)
+	}
+	return keys
+}
+
+func (r *Repository) loadEnvelope(ctx context.Context, name string) (crypto.HostEnvelope, error) {
+	data, err := loadAll(ctx, r.st, storage.Handle{Kind: storage.KindHostKeys, Name: name})
+	if err != nil {
+		return crypto.HostEnvelope{}, err
+	}
+	env, err := crypto.DecodeHostEnvelope(data)
+	if err != nil {
+		return env, fmt.Errorf("host key %s: %w", name, err)
+	}
+	return env, nil
+}
+
+func saveBytes(ctx context.Context, st storage.Storage, h storage.Handle, data []byte) error {
+	if err := st.Save(ctx, h, bytes.NewReader(data), int64(len(data))); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package pack
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/costor/costor/repo/id"
+)
+
+// Writer assembles one pack in memory. When to finish a pack is the caller's
+// decision (see Size). A Writer is not safe for concurrent use.
+type Writer struct {
+	sealer   HeaderSealer
+	buf      []byte // preamble and blobs; after Finish the whole pack
+	entries  []Entry
+	header   []byte // plaintext header scratch, reused across packs
+	finished bool
+}
+
+// NewWriter returns an empty writer that seals headers with sealer.
+func NewWriter(sealer HeaderSealer) *Writer {
+	w := &Writer{sealer: sealer}
+	w.Reset()
+	return w
+}
+
+// Reset empties w for the next pack, keeping its buffers. The bytes Finish
+// returned are overwritten by the next pack.
+func (w *Writer) Reset() {
+	w.buf = appendPreamble(w.buf[:0])
+	w.entries = w.entries[:0]
+	w.finished = false
+}
+
+func appendPreamble(b []byte) []byte {
+	b = append(b, magic[:]...)
+	return append(b, Version, 0, 0, 0)
+}
+
+// Size is the pack's size so far: preamble and blobs, without the header and
+// trailer Finish adds (about 40 bytes per blob plus a constant).
+func (w *Writer) Size() int { return len(w.buf) }
+
+// Count is the number of blobs added so far.
+func (w *Writer) Count() int { return len(w.entries) }
+
+// Add appends a blob. id must be the SHA-256 of data: Add does not hash data
+// again, because its caller just did; VerifyBlob checks it when reading.
+// rawLength is the blob's plaintext length, recorded for the index.
+func (w *Writer) Add(t BlobType, blobID id.ID, data []byte, rawLength uint32) (Entry, error) {
+	if w.finished {
+		return Entry{}, errors.New("add blob to pack: writer finished; call Reset first")
+	}
+	if t != DataBlob && t != TreeBlob {
+		return Entry{}, fmt.Errorf("add blob %s to pack: unknown blob type %d", blobID.Short(), t)
+	}
+	if len(data) == 0 {
+		return Entry{}, fmt.Errorf("add blob %s to pack: empty blob", blobID.Short())
+	}
+	if len(w.entries) >= MaxEntries || int64(len(w.buf))+int64(len(data)) > maxBlobRegion {
+		return Entry{}, fmt.Errorf("add blob %s of %d bytes to pack of %d blobs and %d bytes: %w",
+			blobID.Short(), len(data), len(w.entries), len(w.buf), ErrFull)
+	}
+	e := Entry{
+		Type:      t,
+		ID:        blobID,
+		Offset:    uint32(len(w.buf)),
+		Length:    uint32(len(data)),
+		RawLength: rawLength,
+	}
+	w.buf = append(w.buf, data...)
+	w.entries = append(w.entries, e)
+	return e, nil
+}
+
+// Finish appends the sealed header and trailer and returns the pack. The
+// returned packBytes alias w's buffer and stay valid until the next Reset;
+// entries is the caller's own copy.
+func (w *Writer) Finish() (packBytes []byte, entries []Entry, packID id.ID, err error) {
+	if w.finished {
+		return nil, nil, id.ID{}, errors.New("finish pack: already finished; call Reset first")
+	}
+	if len(w.entries) == 0 {
+		return nil, nil, id.ID{}, errors.New("finish pack: no blobs")
+	}
+	w.header = appendHeader(w.header[:0], w.entries)
+	sealed, err := w.sealer.Seal(w.header)
+	if err != nil {
+		return nil, nil, id.ID{}, fmt.Errorf("finish pack: seal header: %w", err)
+	}
+	if len(sealed) == 0 || len(sealed) > maxSealedHeader {
+		return nil, nil, id.ID{}, fmt.Errorf("finish pack: sealed header of %d bytes outside (0, %d]", len(sealed), maxSealedHeader)
+	}
+	w.buf = append(w.buf, sealed...)
+	w.buf = binary.LittleEndian.AppendUint32(w.buf, uint32(len(sealed)))
+	w.buf = append(w.buf, magic[:]...)
+	w.finished = true
+	return w.buf, slices.Clone(w.entries), id.Hash(w.buf), nil
+}
+
+// appendHeader appends the plaintext header listing entries to b.
+func appendHeader(b []byte, entries []Entry) []byte {
+	b = append(b, headerVersion)
+	b = binary.AppendUvarint(b, uint64(len(entries)))
+	for _, e := range entries {
+		b = append(b, byte(e.Type))
+		b = append(b, e.ID[:]...)
+		b = binary.AppendUvarint(b, uint64(e.Offset))
+		b = binary.AppendUvarint(b, uint64(e.Length))
+		b = binary.AppendUvarint(b, uint64(e.RawLength))
+	}
+	return b
+}
