@@ -60,6 +60,9 @@ type BackupOptions struct {
 type Parent struct {
 	ID   id.ID
 	Tree id.ID
+	// Key opens the parent's trees; it may differ from the key new trees
+	// are sealed with (another envelope of the same host).
+	Key *repo.HostKey
 }
 
 // BackupResult is what a finished backup reports.
@@ -99,9 +102,10 @@ type backuper struct {
 	sealJobs chan *sealJob
 	bufs     sync.Pool
 
-	mu      sync.Mutex
-	errs    []string
-	changed []string
+	mu         sync.Mutex
+	errs       []string
+	changed    []string
+	unrecorded int
 
 	files, dirs, bytes                atomic.Uint64
 	filesNew, filesChanged, filesSame atomic.Uint64
@@ -208,6 +212,9 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 		Excludes: opts.Excludes, Method: opts.Method, Program: opts.Program, Stats: res.Stats,
 	}
 	det.Errors = append(append(det.Errors, b.errs...), b.changed...)
+	if b.unrecorded > 0 {
+		det.Errors = append(det.Errors, fmt.Sprintf("… and %d more problems, not recorded", b.unrecorded))
+	}
 	pub := snapshot.Public{Time: start, Tags: opts.Tags}
 	if opts.Parent != nil {
 		pub.Parent = opts.Parent.ID
@@ -251,9 +258,17 @@ func within(p, dir string) bool {
 	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }
 
+// maxRecorded bounds the problems a snapshot records (the record's sealed
+// part is limited in size); all of them are still reported through Warn.
+const maxRecorded = 10000
+
 func (b *backuper) warn(list *[]string, msg string) {
 	b.mu.Lock()
-	*list = append(*list, msg)
+	if len(*list) < maxRecorded {
+		*list = append(*list, msg)
+	} else {
+		b.unrecorded++
+	}
 	b.mu.Unlock()
 	if b.opts.Warn != nil {
 		b.opts.Warn(msg)
@@ -272,7 +287,7 @@ func (b *backuper) root(ctx context.Context) *future {
 	}
 	for _, p := range b.opts.Paths {
 		if p == "/" {
-			meta, err := fsmeta.Lstat("/", "/")
+			meta, err := lstat("/", "/")
 			if err != nil {
 				f := newFuture()
 				f.resolve(tree.Node{}, true, fmt.Errorf("backup /: %w", err))
@@ -306,7 +321,7 @@ func (b *backuper) virtualDir(ctx context.Context, abs string, meta tree.Node, p
 		if pn := findIn(pt, name); pn != nil && pn.Type == tree.Dir {
 			parentSub = pn.Subtree
 		}
-		childMeta, err := fsmeta.Lstat(childAbs, name)
+		childMeta, err := lstat(childAbs, name)
 		if err != nil {
 			b.warn(&b.errs, fmt.Sprintf("%s: %v", childAbs, err))
 			continue
@@ -339,7 +354,11 @@ func (b *backuper) loadParentTree(ctx context.Context, treeID id.ID, abs string)
 	if treeID.IsNull() {
 		return nil
 	}
-	t, err := b.repo.LoadTree(ctx, b.opts.HostKey, treeID)
+	key := b.opts.HostKey
+	if b.opts.Parent != nil && b.opts.Parent.Key != nil {
+		key = b.opts.Parent.Key
+	}
+	t, err := b.repo.LoadTree(ctx, key, treeID)
 	if err != nil {
 		// Without the parent's listing every file here is read again:
 		// slower, never wrong.
@@ -378,7 +397,7 @@ func (b *backuper) entry(ctx context.Context, abs string, meta tree.Node, prev *
 // so --one-file-system still shows where the mount was.
 func (b *backuper) mountPoint(ctx context.Context, meta tree.Node) *future {
 	b.emptyTreeOnce.Do(func() {
-		b.emptyTree, b.emptyTreeErr = b.repo.SaveTree(ctx, b.opts.HostKey, &tree.Tree{})
+		b.emptyTree, b.emptyTreeErr = b.saveTree(ctx, &tree.Tree{})
 	})
 	f := newFuture()
 	meta.Subtree = b.emptyTree
@@ -405,7 +424,7 @@ func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTr
 		if b.excluded(p, name) {
 			continue
 		}
-		childMeta, err := fsmeta.Lstat(p, name)
+		childMeta, err := lstat(p, name)
 		if err != nil {
 			b.warn(&b.errs, fmt.Sprintf("%s: %v", p, err))
 			continue
@@ -415,8 +434,36 @@ func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTr
 	return b.sealDir(ctx, meta, children)
 }
 
+// lstat describes a directory entry as the snapshot records it. The atime
+// is recorded as the mtime: the backup's own listing and readlink move the
+// atime of directories and symlinks, so recording it would give every
+// directory a new tree on every run and defeat unchanged subtrees keeping
+// their IDs.
+func lstat(path, name string) (tree.Node, error) {
+	n, err := fsmeta.Lstat(path, name)
+	n.ATime = n.MTime
+	return n, err
+}
+
+// saveTree stores a directory's tree, counting it in the stats when new.
+func (b *backuper) saveTree(ctx context.Context, t *tree.Tree) (id.ID, error) {
+	treeID, sealed, rawLen, err := repo.SealTree(b.opts.HostKey, t)
+	if err != nil {
+		return id.ID{}, err
+	}
+	added, err := b.repo.SaveBlob(ctx, pack.TreeBlob, treeID, sealed, rawLen)
+	if err != nil {
+		return id.ID{}, err
+	}
+	if added {
+		b.blobsAdded.Add(1)
+		b.bytesAdded.Add(uint64(len(sealed)))
+	}
+	return treeID, nil
+}
+
 func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
+	f, err := openDirNoAtime(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +513,7 @@ func (b *backuper) sealDir(ctx context.Context, meta tree.Node, children []*futu
 				t.Nodes = append(t.Nodes, c.node)
 			}
 		}
-		treeID, err := b.repo.SaveTree(ctx, b.opts.HostKey, t)
+		treeID, err := b.saveTree(ctx, t)
 		if err != nil {
 			b.fail(fmt.Errorf("save directory %s: %w", meta.Name, err))
 			f.resolve(meta, false, err)
@@ -551,6 +598,7 @@ func (b *backuper) readFile(ctx context.Context, job *fileJob, ch *chunker.Chunk
 		b.warn(&b.errs, fmt.Sprintf("%s: changed type or vanished before it could be read", job.path))
 		return job.meta, true, nil
 	}
+	before.ATime = before.MTime
 	var content []tree.Chunk
 	var total uint64
 	grew := false

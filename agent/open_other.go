@@ -5,3 +5,5 @@ package agent
 import "os"
 
 func openNoAtime(path string) (*os.File, error) { return os.Open(path) }
+
+func openDirNoAtime(path string) (*os.File, error) { return os.Open(path) }

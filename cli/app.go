@@ -32,7 +32,6 @@ func NewApp() *ucli.App {
 		Usage:                "encrypted, deduplicating backups you can restore by opening a folder",
 		Version:              Version,
 		EnableBashCompletion: true,
-		HideHelpCommand:      true,
 		ExitErrHandler:       func(*ucli.Context, error) {}, // main prints and exits
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "repo", Aliases: []string{"r"}, EnvVars: []string{"COSTOR_REPO"}, Usage: "repository: a local directory (default: your own, under $XDG_DATA_HOME/costor)"},
@@ -193,6 +192,12 @@ func (e *env) openOptions(dir, command string, create bool) (repo.Options, error
 // openRepo opens the repository named by the flags. With --recovery-key it
 // opens read-only with the admin's recovery key.
 func (e *env) openRepo(ctx context.Context, command string) (*repo.Repository, error) {
+	return e.openRepoWithHostKey(ctx, command, nil)
+}
+
+// openRepoWithHostKey opens the repository with this host's key pair as an
+// extra credential (a backup seals its trees with a key derived from it).
+func (e *env) openRepoWithHostKey(ctx context.Context, command string, hostKey *crypto.HostKey) (*repo.Repository, error) {
 	dir, isDefault, err := e.repoLocation()
 	if err != nil {
 		return nil, err
@@ -210,6 +215,9 @@ func (e *env) openRepo(ctx context.Context, command string) (*repo.Repository, e
 	creds, err := e.credentials(isDefault)
 	if err != nil {
 		return nil, err
+	}
+	if hostKey != nil {
+		creds.Host = hostKey
 	}
 	r, err := repo.Open(ctx, opts, creds)
 	if err != nil {
@@ -271,9 +279,10 @@ func readHostKey(f string) (*crypto.HostKey, error) {
 	return &hk, nil
 }
 
-// hostKeyForBackup loads --host-key, or the default host key file for this
-// host, creating it on first use.
-func (e *env) hostKeyForBackup(host string) (*crypto.HostKey, error) {
+// hostKeyForBackup loads --host-key, or this machine's default host key
+// file, creating it on first use. The key is bound to the machine's own
+// hostname; a backup under another --host does not use it.
+func (e *env) hostKeyForBackup() (*crypto.HostKey, error) {
 	if f := e.c.String("host-key"); f != "" {
 		return readHostKey(f)
 	}
@@ -286,6 +295,10 @@ func (e *env) hostKeyForBackup(host string) (*crypto.HostKey, error) {
 		return hk, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("find this machine's hostname for its host key: %w", err)
 	}
 	priv, _, err := crypto.GenerateKeyPair()
 	if err != nil {

@@ -20,49 +20,36 @@ func permute(app *ucli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
-	out := []string{args[0]}
-	rest := args[1:]
+	var path, flagArgs, positional, tail []string
 	flags := app.Flags
-	var cmds []*ucli.Command = app.Commands
-	for len(rest) > 0 {
-		var lead, positional []string
-		i := 0
-		for i < len(rest) {
-			a := rest[i]
-			if a == "--" {
-				break
-			}
-			if strings.HasPrefix(a, "-") && a != "-" {
-				lead = append(lead, a)
-				if takesValue(flags, a) && !strings.Contains(a, "=") && i+1 < len(rest) {
-					lead = append(lead, rest[i+1])
-					i++
-				}
+	cmds := app.Commands
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			tail = args[i:]
+			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-":
+			flagArgs = append(flagArgs, a)
+			if takesValue(flags, a) && !strings.Contains(a, "=") && i+1 < len(args) {
+				flagArgs = append(flagArgs, args[i+1])
 				i++
+			}
+		default:
+			if sub := findCommand(cmds, a); sub != nil && len(positional) == 0 {
+				path = append(path, a)
+				// Every leaf command carries the global flags too.
+				flags = append(append([]ucli.Flag{}, flags...), sub.Flags...)
+				cmds = sub.Subcommands
 				continue
 			}
-			if sub := findCommand(cmds, a); sub != nil && len(positional) == 0 {
-				break
-			}
 			positional = append(positional, a)
-			i++
 		}
-		out = append(out, lead...)
-		out = append(out, positional...)
-		rest = rest[i:]
-		if len(rest) == 0 {
-			break
-		}
-		if rest[0] == "--" {
-			out = append(out, rest...)
-			break
-		}
-		sub := findCommand(cmds, rest[0])
-		out = append(out, rest[0])
-		rest = rest[1:]
-		flags, cmds = sub.Flags, sub.Subcommands
 	}
-	return out
+	out := append([]string{args[0]}, path...)
+	out = append(out, flagArgs...)
+	out = append(out, positional...)
+	return append(out, tail...)
 }
 
 func findCommand(cmds []*ucli.Command, name string) *ucli.Command {

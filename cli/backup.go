@@ -58,7 +58,11 @@ func runBackup(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	r, repoDir, err := e.openOrCreateForBackup(ctx)
+	hostKey, err := e.hostKeyForBackup()
+	if err != nil {
+		return err
+	}
+	r, repoDir, err := e.openOrCreateForBackup(ctx, hostKey)
 	if err != nil {
 		return err
 	}
@@ -72,11 +76,6 @@ func runBackup(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	hostKey, err := e.hostKeyForBackup(host)
-	if err != nil {
-		return err
-	}
-	_ = hostKey // recorded as a recipient by repo via credentials; see openOrCreateForBackup
 	hk, err := r.HostKeyFor(ctx, host)
 	if err != nil {
 		return err
@@ -124,7 +123,7 @@ func runBackup(c *ucli.Context) error {
 
 // openOrCreateForBackup opens the repository; the embedded default is
 // created on the first backup.
-func (e *env) openOrCreateForBackup(ctx context.Context) (*repo.Repository, string, error) {
+func (e *env) openOrCreateForBackup(ctx context.Context, hostKey *crypto.HostKey) (*repo.Repository, string, error) {
 	dir, isDefault, err := e.repoLocation()
 	if err != nil {
 		return nil, "", err
@@ -141,7 +140,7 @@ func (e *env) openOrCreateForBackup(ctx context.Context) (*repo.Repository, stri
 		r.Close()
 		e.info("costor: created your repository at %s", dir)
 	}
-	r, err := e.openRepo(ctx, "backup")
+	r, err := e.openRepoWithHostKey(ctx, "backup", hostKey)
 	return r, dir, err
 }
 
@@ -158,14 +157,14 @@ func findParent(ctx context.Context, r *repo.Repository, host string, paths []st
 		if s.Host != host {
 			continue
 		}
-		det, _, err := r.Details(ctx, s)
+		det, key, err := r.Details(ctx, s)
 		if err != nil {
 			continue // unreadable with our keys: not a parent
 		}
 		got := slices.Clone(det.Paths)
 		sort.Strings(got)
 		if slices.Equal(got, want) {
-			return &agent.Parent{ID: s.ID, Tree: det.Tree}, nil
+			return &agent.Parent{ID: s.ID, Tree: det.Tree, Key: key}, nil
 		}
 	}
 	return nil, nil

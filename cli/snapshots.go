@@ -44,7 +44,7 @@ func snapshotsCommand() *ucli.Command {
 				Files   uint64    `json:"files"`
 				Bytes   uint64    `json:"bytes"`
 				Method  string    `json:"method"`
-				Errors  int       `json:"errors"`
+				Errors  []string  `json:"errors"`
 			}
 			rows := []row{}
 			for _, s := range list {
@@ -65,7 +65,7 @@ func snapshotsCommand() *ucli.Command {
 				rw := row{
 					ID: s.ID.String(), ShortID: s.ID.Short(), Time: s.Time, Host: s.Host,
 					Paths: det.Paths, Tags: s.Tags, Tree: det.Tree.String(),
-					Files: det.Stats.Files, Bytes: det.Stats.Bytes, Method: det.Method, Errors: len(det.Errors),
+					Files: det.Stats.Files, Bytes: det.Stats.Bytes, Method: det.Method, Errors: nonNil(det.Errors),
 				}
 				if rw.Tags == nil {
 					rw.Tags = []string{}

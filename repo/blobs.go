@@ -49,6 +49,10 @@ type blobWriter struct {
 	mu       sync.Mutex
 	packers  map[pack.BlobType]*pack.Writer
 	inflight map[id.ID]struct{} // in a packer or an upload not yet indexed
+	// settled counts uploads whose blobs have left inflight. SaveBlob
+	// looks up the index without holding mu; if settled moved meanwhile,
+	// the blob may have gone from inflight to the index unseen.
+	settled uint64
 
 	uploads chan finishedPack
 	done    chan struct{}
@@ -94,6 +98,7 @@ func (w *blobWriter) uploader() {
 		for _, e := range p.entries {
 			delete(w.inflight, e.ID)
 		}
+		w.settled++
 		w.mu.Unlock()
 		if err != nil {
 			w.setErr(err)
@@ -145,21 +150,29 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	w.mu.Lock()
-	_, pending := w.inflight[blobID]
-	w.mu.Unlock()
-	if pending {
-		return false, nil
-	}
-	known, err := r.idx.Has(ctx, blobID)
-	if err != nil {
-		return false, fmt.Errorf("look up blob %s: %w", blobID.Short(), err)
-	}
-	if known {
-		return false, nil
+	for {
+		w.mu.Lock()
+		_, pending := w.inflight[blobID]
+		settled := w.settled
+		w.mu.Unlock()
+		if pending {
+			return false, nil
+		}
+		known, err := r.idx.Has(ctx, blobID)
+		if err != nil {
+			return false, fmt.Errorf("look up blob %s: %w", blobID.Short(), err)
+		}
+		if known {
+			return false, nil
+		}
+		w.mu.Lock()
+		if w.settled == settled {
+			break // still holding mu
+		}
+		w.mu.Unlock()
 	}
 	var full *finishedPack
-	w.mu.Lock()
+	var err error
 	if _, pending := w.inflight[blobID]; pending {
 		w.mu.Unlock()
 		return false, nil

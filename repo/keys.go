@@ -82,39 +82,64 @@ type HostKey struct {
 	Host     string
 	Envelope string // storage name of the envelope
 	SIV      *crypto.SIVKey
+	dataKey  crypto.Key
 }
 
-// HostKeyFor returns the data key of host, creating its envelope (sealed to
-// the recovery key and, if known, this machine's host key) when the host has
-// none yet. Several envelopes of one host may exist after a race; the one
-// with the lowest name wins, so trees keep deduplicating.
+// HostKeyFor returns the data key that seals new trees and snapshots of
+// host, creating the host's envelope (sealed to the recovery key and, if
+// known, the host's own key pair) when there is none yet.
+//
+// With the host's key pair at hand the data key is derived from its private
+// key, never read back from storage: anyone can seal an envelope to our
+// public key, so trusting a stored one would let whoever writes the storage
+// (a server) choose the key our new data is sealed under. Without it (a
+// local repository backing up under another --host) the first envelope of
+// the host that our keys open is used; several may exist after a race, and
+// the one with the lowest name wins so that trees keep deduplicating.
 func (r *Repository) HostKeyFor(ctx context.Context, host string) (*HostKey, error) {
-	var found []string
+	var names []string
 	if err := r.st.List(ctx, storage.KindHostKeys, func(fi storage.Info) error {
-		found = append(found, fi.Handle.Name)
+		names = append(names, fi.Handle.Name)
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("list host keys: %w", err)
 	}
-	sort.Strings(found)
-	for _, name := range found {
+	sort.Strings(names)
+	var own *crypto.Key
+	if r.keys.host != nil && r.keys.host.Host == host {
+		k := r.keys.host.DataKey()
+		own = &k
+	}
+	for _, name := range names {
 		env, err := r.loadEnvelope(ctx, name)
 		if err != nil {
 			return nil, err
 		}
-		if env.Host == host {
-			return r.HostKeyByName(ctx, name)
+		if env.Host != host {
+			continue
+		}
+		hk, err := r.HostKeyByName(ctx, name)
+		if err != nil {
+			continue // sealed to keys we do not hold
+		}
+		if own == nil || hk.dataKey == *own {
+			return hk, nil
 		}
 	}
 	if !r.keys.full {
 		return nil, fmt.Errorf("host %q has no key in this repository: %w", host, ErrReadOnly)
 	}
-	dataKey, err := crypto.NewRandomKey()
-	if err != nil {
-		return nil, err
+	var dataKey crypto.Key
+	if own != nil {
+		dataKey = *own
+	} else {
+		var err error
+		if dataKey, err = crypto.NewRandomKey(); err != nil {
+			return nil, err
+		}
 	}
 	recipients := []crypto.PublicKey{r.keys.recovery.Public()}
-	if r.keys.host != nil && r.keys.host.Host == host {
+	if own != nil {
 		recipients = append(recipients, r.keys.host.Private.Public())
 	}
 	data, err := crypto.NewHostEnvelope(host, dataKey, recipients...)
@@ -125,7 +150,7 @@ func (r *Repository) HostKeyFor(ctx context.Context, host string) (*HostKey, err
 	if err := saveBytes(ctx, r.st, storage.Handle{Kind: storage.KindHostKeys, Name: name}, data); err != nil {
 		return nil, fmt.Errorf("save key of host %q: %w", host, err)
 	}
-	hk := &HostKey{Host: host, Envelope: name, SIV: crypto.NewSIVKey(dataKey)}
+	hk := &HostKey{Host: host, Envelope: name, SIV: crypto.NewSIVKey(dataKey), dataKey: dataKey}
 	r.hostMu.Lock()
 	r.hostKeys[name] = hk
 	r.hostMu.Unlock()
@@ -159,7 +184,7 @@ func (r *Repository) HostKeyByName(ctx context.Context, name string) (*HostKey, 
 	if !opened {
 		return nil, fmt.Errorf("no key given can read host %q's backups (it needs that host's key or the recovery key)", env.Host)
 	}
-	hk = &HostKey{Host: env.Host, Envelope: name, SIV: crypto.NewSIVKey(dataKey)}
+	hk = &HostKey{Host: env.Host, Envelope: name, SIV: crypto.NewSIVKey(dataKey), dataKey: dataKey}
 	r.hostMu.Lock()
 	r.hostKeys[name] = hk
 	r.hostMu.Unlock()

@@ -37,9 +37,6 @@ func NewNameCache() *NameCache {
 	}
 }
 
-// defaultNames is the cache Lstat and Fstat use.
-var defaultNames = NewNameCache()
-
 // User returns the name of user uid, or "" if unknown.
 func (c *NameCache) User(uid uint32) string {
 	return c.get(uid, &c.users, c.lookupUser)

@@ -459,3 +459,26 @@ func TestLstatErrors(t *testing.T) {
 		t.Errorf("DeviceOf(tempdir) = %d, %v", d, err)
 	}
 }
+
+// What a normal user cannot restore is reported, not fatal. Run as root the
+// kernel allows everything, so this only runs unprivileged.
+func TestApplyUnprivileged(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("checks the unprivileged path; run the test binary as a normal user")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := tree.Node{Type: tree.File, Mode: 0o644, UID: uint32(os.Geteuid()) + 1, GID: uint32(os.Getegid()), MTime: mtimeNS, ATime: atimeNS}
+	warnings, err := Apply(path, &n, ApplyOptions{Owner: true})
+	if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "needs root") {
+		t.Errorf("Apply(foreign uid) = %q, %v; want one warning", warnings, err)
+	}
+	dev := tree.Node{Type: tree.CharDev, Mode: 0o666, Rdev: unix.Mkdev(1, 3)}
+	err = CreateSpecial(filepath.Join(dir, "null"), &dev)
+	if err == nil || !strings.Contains(err.Error(), "need root") {
+		t.Errorf("CreateSpecial(chardev) unprivileged = %v, want an error saying it needs root", err)
+	}
+}

@@ -9,6 +9,9 @@ import (
 	"github.com/costor/costor/repo/tree"
 )
 
+// defaultNames is the cache Lstat and Fstat use.
+var defaultNames = NewNameCache()
+
 // Lstat describes the object at path, not following a final symlink, as a
 // Node without Subtree or Content. name becomes Node.Name.
 func Lstat(path, name string) (tree.Node, error) {

@@ -49,13 +49,15 @@ type Index struct {
 }
 
 // Badger tuning. Memory use is bounded by these, not by the number of keys:
-// NumMemtables×MemTableSize for writes, the two caches for reads, table
-// files are mmapped and paged by the kernel.
+// NumMemtables×MemTableSize for writes (and as much again for the table
+// builder that flushes one), the two caches for reads; table files are
+// mmapped and paged by the kernel. A transaction holds at most 15% of a
+// memtable (about 13,000 blobs), which is why AddPack can split.
 const (
-	memTableSize     = 32 << 20
+	memTableSize     = 16 << 20
 	numMemtables     = 2
 	blockCacheSize   = 16 << 20
-	indexCacheSize   = 32 << 20
+	indexCacheSize   = 64 << 20 // holds the table indexes and Bloom filters of ~15M blobs
 	valueLogFileSize = 64 << 20
 )
 

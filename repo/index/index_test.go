@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -532,5 +533,29 @@ func TestPrefixesDistinct(t *testing.T) {
 			t.Fatalf("prefix %q used twice", p)
 		}
 		seen[p] = true
+	}
+}
+
+func TestLoggerGetsNoChatter(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	dir := t.TempDir()
+	for range 2 { // the second Open replays and reports tables at info level
+		x, err := Open(dir, Options{Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustAdd(t, x, testID("pack", 0), 1, testEntries(0, 10))
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("Badger's routine messages reached the logger:\n%s", buf.String())
+	}
+	// Warnings and errors do get through.
+	slogAdapter{log}.Warningf("disk %s\n", "slow")
+	if !strings.Contains(buf.String(), `level=WARN msg="badger: disk slow"`) {
+		t.Fatalf("warning not forwarded: %q", buf.String())
 	}
 }

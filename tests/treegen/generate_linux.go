@@ -3,6 +3,8 @@
 package treegen
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -73,7 +75,8 @@ func (o Options) Privileged() bool { return !o.Unprivileged && os.Geteuid() == 0
 
 type generator struct {
 	root string
-	rng  *rand.ChaCha8
+	rng  *rand.ChaCha8 // decisions (sizes)
+	data io.Reader     // file contents
 	opts Options
 	// modes applied after all content exists, so that read-only directories
 	// can still be filled and chmod happens after chown (which clears setuid).
@@ -88,7 +91,7 @@ type modeSet struct {
 // Generate creates the tree under root (created if missing; it should be
 // empty). Everything is deterministic from opts.Seed.
 func Generate(root string, opts Options) error {
-	g := &generator{root: root, rng: newRNG(opts.Seed), opts: opts}
+	g := &generator{root: root, rng: newRNG(opts.Seed), data: newByteSource(opts.Seed), opts: opts}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return fmt.Errorf("treegen: create root: %w", err)
 	}
@@ -119,6 +122,28 @@ func newRNG(seed int64) *rand.ChaCha8 {
 	return rand.NewChaCha8(s)
 }
 
+// byteSource is a deterministic stream of random-looking bytes: AES-CTR
+// keyed by the seed. AES runs in assembly, so it stays fast under -race,
+// where a Go PRNG filling hundreds of MiB would crawl.
+type byteSource struct{ stream cipher.Stream }
+
+func newByteSource(seed int64) *byteSource {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], uint64(seed))
+	copy(key[8:], "costor-treegen-content")
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		panic(err) // unreachable: the key length is fixed
+	}
+	return &byteSource{stream: cipher.NewCTR(block, make([]byte, aes.BlockSize))}
+}
+
+func (b *byteSource) Read(p []byte) (int, error) {
+	clear(p)
+	b.stream.XORKeyStream(p, p)
+	return len(p), nil
+}
+
 func (g *generator) path(rel string) string { return filepath.Join(g.root, rel) }
 
 func (g *generator) mkdir(rel string) error {
@@ -136,7 +161,7 @@ func (g *generator) chmod(rel string, mode os.FileMode) {
 
 func (g *generator) randomBytes(n int64) []byte {
 	b := make([]byte, n)
-	_, _ = g.rng.Read(b)
+	_, _ = g.data.Read(b)
 	return b
 }
 
@@ -156,7 +181,7 @@ func (g *generator) writeRandomFile(rel string, size int64, mode os.FileMode) er
 	if err := g.mkdir(filepath.Dir(rel)); err != nil {
 		return err
 	}
-	if err := writeRandom(g.path(rel), g.rng, size); err != nil {
+	if err := writeRandom(g.path(rel), g.data, size); err != nil {
 		return err
 	}
 	g.chmod(rel, mode)
@@ -466,9 +491,9 @@ func RandomFiles(dir string, seed int64, n int, size int64) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("treegen: %w", err)
 	}
-	rng := newRNG(seed)
+	data := newByteSource(seed)
 	for i := 0; i < n; i++ {
-		if err := writeRandom(filepath.Join(dir, fmt.Sprintf("bulk-%04d.bin", i)), rng, size); err != nil {
+		if err := writeRandom(filepath.Join(dir, fmt.Sprintf("bulk-%04d.bin", i)), data, size); err != nil {
 			return fmt.Errorf("treegen: %w", err)
 		}
 	}

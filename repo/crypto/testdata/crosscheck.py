@@ -1,5 +1,5 @@
 # Independent check of testdata/vectors.json with the Python "cryptography"
-# package (>= 44): python3 testdata/crosscheck.py, run from repo/crypto.
+# package (>= 44): python3 repo/crypto/testdata/crosscheck.py
 import json, hmac, hashlib
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -7,7 +7,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives import serialization as ser
-v=json.load(open('testdata/vectors.json'))
+import os
+v=json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'vectors.json')))
 H=bytes.fromhex
 def hkdf(ikm, info, n=32, salt=None):
     return HKDF(hashes.SHA256(), n, salt, info.encode()).derive(ikm)
