@@ -287,7 +287,7 @@ func (b *backuper) root(ctx context.Context) *future {
 	}
 	for _, p := range b.opts.Paths {
 		if p == "/" {
-			meta, err := lstat("/", "/")
+			meta, err := fsmeta.Lstat("/", "/")
 			if err != nil {
 				f := newFuture()
 				f.resolve(tree.Node{}, true, fmt.Errorf("backup /: %w", err))
@@ -321,7 +321,7 @@ func (b *backuper) virtualDir(ctx context.Context, abs string, meta tree.Node, p
 		if pn := findIn(pt, name); pn != nil && pn.Type == tree.Dir {
 			parentSub = pn.Subtree
 		}
-		childMeta, err := lstat(childAbs, name)
+		childMeta, err := fsmeta.Lstat(childAbs, name)
 		if err != nil {
 			b.warn(&b.errs, fmt.Sprintf("%s: %v", childAbs, err))
 			continue
@@ -424,7 +424,7 @@ func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTr
 		if b.excluded(p, name) {
 			continue
 		}
-		childMeta, err := lstat(p, name)
+		childMeta, err := fsmeta.Lstat(p, name)
 		if err != nil {
 			b.warn(&b.errs, fmt.Sprintf("%s: %v", p, err))
 			continue
@@ -432,17 +432,6 @@ func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTr
 		children = append(children, b.entry(ctx, p, childMeta, findIn(pt, name), rootDev))
 	}
 	return b.sealDir(ctx, meta, children)
-}
-
-// lstat describes a directory entry as the snapshot records it. The atime
-// is recorded as the mtime: the backup's own listing and readlink move the
-// atime of directories and symlinks, so recording it would give every
-// directory a new tree on every run and defeat unchanged subtrees keeping
-// their IDs.
-func lstat(path, name string) (tree.Node, error) {
-	n, err := fsmeta.Lstat(path, name)
-	n.ATime = n.MTime
-	return n, err
 }
 
 // saveTree stores a directory's tree, counting it in the stats when new.
@@ -598,7 +587,6 @@ func (b *backuper) readFile(ctx context.Context, job *fileJob, ch *chunker.Chunk
 		b.warn(&b.errs, fmt.Sprintf("%s: changed type or vanished before it could be read", job.path))
 		return job.meta, true, nil
 	}
-	before.ATime = before.MTime
 	var content []tree.Chunk
 	var total uint64
 	grew := false

@@ -146,14 +146,29 @@ func TestChunkKeyer(t *testing.T) {
 	if a == NewChunkKeyer(testKey(10)).ChunkKey([]byte("same chunk")) {
 		t.Fatal("different organisations share a chunk key")
 	}
-	if a == NewTreeKeyer(org).TreeKey([]byte("same chunk")) {
-		t.Fatal("chunk and tree keys of one secret coincide: labels do not separate them")
-	}
 	// The end-to-end dedup property: same secret + same chunk = same blob.
 	s1 := SealDeterministic(a, nil, []byte("same chunk"))
 	s2 := SealDeterministic(NewChunkKeyer(org).ChunkKey([]byte("same chunk")), nil, []byte("same chunk"))
 	if !bytes.Equal(s1, s2) {
 		t.Fatal("one chunk sealed twice under its convergent key gives different blobs")
+	}
+}
+
+// TestLabelsSeparateKeys guards the invariant that no key serves two
+// constructions: one secret under each label gives a different subkey.
+func TestLabelsSeparateKeys(t *testing.T) {
+	labels := []string{labelSIV, labelChunkKey, labelPolynomial, labelEnvelope, labelHostData}
+	secret := testKey(9)
+	seen := map[Key]string{}
+	for _, l := range labels {
+		k := deriveKey(secret[:], l)
+		if other, dup := seen[k]; dup {
+			t.Fatalf("labels %q and %q derive the same key", other, l)
+		}
+		seen[k] = l
+	}
+	if got := (HostKey{Private: PrivateKey(secret)}.DataKey()); got != deriveKey(secret[:], labelHostData) {
+		t.Fatal("HostKey.DataKey is not HKDF under the host data key label")
 	}
 }
 
@@ -172,6 +187,36 @@ func TestChunkKeyerConcurrent(t *testing.T) {
 				i := (g*7 + round) % len(inputs)
 				if got := k.ChunkKey(inputs[i]); got != want[i] {
 					t.Errorf("goroutine %d: key of input %d changed under concurrency", g, i)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestSIVKeyConcurrent seals under one shared SIVKey from several goroutines,
+// as the agent seals a host's trees: the cached HMAC state must never mix two
+// plaintexts (run with -race).
+func TestSIVKeyConcurrent(t *testing.T) {
+	k := NewSIVKey(testKey(14))
+	inputs := make([][]byte, 32)
+	want := make([][]byte, len(inputs))
+	for i := range inputs {
+		inputs[i] = bytes.Repeat([]byte{byte(i)}, 100+i)
+		want[i] = SealDeterministic(testKey(14), nil, inputs[i])
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for round := range 100 {
+				i := (g*5 + round) % len(inputs)
+				if got := k.Seal(nil, inputs[i]); !bytes.Equal(got, want[i]) {
+					t.Errorf("goroutine %d: sealing input %d changed under concurrency", g, i)
+					return
+				}
+				if _, err := k.Open(nil, want[i]); err != nil {
+					t.Errorf("goroutine %d: open input %d: %v", g, i, err)
 					return
 				}
 			}

@@ -1,8 +1,9 @@
 // Package crypto holds every cryptographic construction costor uses: the
-// deterministic (SIV-style) sealing of chunks and trees, the convergent chunk
-// keys and the per-host tree keys, the secret chunker polynomial, the
-// random-nonce AEAD of pack headers, X25519 envelopes to several recipients,
-// password wrapping with argon2id, and the key file formats built on them.
+// deterministic (SIV-style) sealing of chunks (under convergent chunk keys)
+// and of a host's trees and snapshot details (under the host data key), the
+// secret chunker polynomial, the random-nonce AEAD of pack headers, X25519
+// envelopes to several recipients, password wrapping with argon2id, and the
+// key file formats built on them.
 //
 // Invariants:
 //   - Every key is 32 bytes; subkeys are derived by HKDF-SHA256 with a

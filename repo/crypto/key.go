@@ -20,7 +20,6 @@ type Key [KeySize]byte
 const (
 	labelSIV        = "costor siv v1"
 	labelChunkKey   = "costor chunk key v1"
-	labelTreeKey    = "costor tree key v1"
 	labelPolynomial = "costor chunker polynomial v1"
 	labelEnvelope   = "costor envelope v1"
 	labelHostData   = "costor host data key v1"

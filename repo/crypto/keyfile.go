@@ -53,11 +53,11 @@ type HostKey struct {
 	Private PrivateKey
 }
 
-// DataKey derives the host data key (which seals the host's snapshot details
-// and keys its trees) from the host private key. An agent derives its data key
-// rather than reading it from its envelope in the repository, so a server
-// that forges an envelope (anyone with the public keys can) cannot make the
-// agent seal new data under a key the server chose.
+// DataKey derives the host data key (NewSIVKey of it seals the host's trees
+// and snapshot details) from the host private key. An agent derives its data
+// key rather than reading it from its envelope in the repository, so whoever
+// forges an envelope (anyone with the public keys can) cannot make the agent
+// seal new data under a key of their choosing.
 func (k HostKey) DataKey() Key { return deriveKey(k.Private[:], labelHostData) }
 
 // HostEnvelope is a host data key sealed to the host's public key and the

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"hash"
+	"sync"
 )
 
 // SIVKey seals deterministically: the nonce is HMAC-SHA256(macKey,
@@ -20,6 +22,13 @@ import (
 type SIVKey struct {
 	aead   cipher.AEAD
 	macKey Key
+	// mac is a keyed HMAC state kept for reuse: a host's trees are all sealed
+	// under one SIVKey, and keying HMAC anew costs more than sealing a small
+	// tree. Whoever finds mu taken keys a fresh one rather than wait. (Not a
+	// sync.Pool: every chunk has its own SIVKey, and a pool per key costs a
+	// global registration and more garbage than it saves.)
+	mu  sync.Mutex
+	mac hash.Hash
 }
 
 // NewSIVKey derives the encryption and MAC subkeys of key.
@@ -63,7 +72,20 @@ func (k *SIVKey) Open(dst, sealed []byte) ([]byte, error) {
 }
 
 func (k *SIVKey) syntheticNonce(nonce, plaintext []byte) {
-	mac := hmac.New(sha256.New, k.macKey[:])
+	if !k.mu.TryLock() {
+		sumNonce(nonce, hmac.New(sha256.New, k.macKey[:]), plaintext)
+		return
+	}
+	if k.mac == nil {
+		k.mac = hmac.New(sha256.New, k.macKey[:])
+	} else {
+		k.mac.Reset()
+	}
+	sumNonce(nonce, k.mac, plaintext)
+	k.mu.Unlock()
+}
+
+func sumNonce(nonce []byte, mac hash.Hash, plaintext []byte) {
 	mac.Write(plaintext)
 	var sum [sha256.Size]byte
 	copy(nonce, mac.Sum(sum[:0]))

@@ -41,11 +41,6 @@ type vectors struct {
 		Plaintext hexBytes `json:"plaintext"`
 		Key       hexBytes `json:"key"`
 	} `json:"chunk_key"`
-	TreeKey []struct {
-		HostDataKey hexBytes `json:"host_data_key"`
-		Plaintext   hexBytes `json:"plaintext"`
-		Key         hexBytes `json:"key"`
-	} `json:"tree_key"`
 	ChunkerPolynomial []struct {
 		OrgSecret  hexBytes `json:"org_secret"`
 		Polynomial string   `json:"polynomial"`
@@ -93,11 +88,6 @@ func vectorInputs() *vectors {
 			Plaintext hexBytes `json:"plaintext"`
 			Key       hexBytes `json:"key"`
 		}{OrgSecret: key, Plaintext: p})
-		v.TreeKey = append(v.TreeKey, struct {
-			HostDataKey hexBytes `json:"host_data_key"`
-			Plaintext   hexBytes `json:"plaintext"`
-			Key         hexBytes `json:"key"`
-		}{HostDataKey: key, Plaintext: p})
 	}
 	for _, k := range []hexBytes{key, other} {
 		v.ChunkerPolynomial = append(v.ChunkerPolynomial, struct {
@@ -143,11 +133,6 @@ func (v *vectors) compute(t *testing.T, check bool) {
 		e := &v.ChunkKey[i]
 		k := NewChunkKeyer(Key(e.OrgSecret)).ChunkKey(e.Plaintext)
 		set(fmt.Sprintf("chunk_key[%d]", i), &e.Key, k[:])
-	}
-	for i := range v.TreeKey {
-		e := &v.TreeKey[i]
-		k := NewTreeKeyer(Key(e.HostDataKey)).TreeKey(e.Plaintext)
-		set(fmt.Sprintf("tree_key[%d]", i), &e.Key, k[:])
 	}
 	for i := range v.ChunkerPolynomial {
 		e := &v.ChunkerPolynomial[i]

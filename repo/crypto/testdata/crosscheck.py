@@ -20,8 +20,6 @@ for e in v['seal_deterministic']:
     assert siv(H(e['key']),H(e['plaintext']))==H(e['sealed']), 'siv'
 for e in v['chunk_key']:
     assert hmac.new(hkdf(H(e['org_secret']),"costor chunk key v1"),H(e['plaintext']),hashlib.sha256).digest()==H(e['key'])
-for e in v['tree_key']:
-    assert hmac.new(hkdf(H(e['host_data_key']),"costor tree key v1"),H(e['plaintext']),hashlib.sha256).digest()==H(e['key'])
 for e in v['host_data_key']:
     assert hkdf(H(e['host_private']),"costor host data key v1")==H(e['data_key'])
 raw=lambda pub: pub.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
