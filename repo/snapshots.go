@@ -124,3 +124,18 @@ func (r *Repository) Details(ctx context.Context, s Snapshot) (*snapshot.Details
 	}
 	return det, hk, nil
 }
+
+// ForgetSnapshot deletes a snapshot record. The data it alone referenced
+// stays until a prune removes it.
+func (r *Repository) ForgetSnapshot(ctx context.Context, snapID id.ID) error {
+	if !r.keys.full {
+		return ErrReadOnly
+	}
+	if err := r.st.Remove(ctx, snapshotHandle(snapID)); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return fmt.Errorf("forget snapshot %s: %w", snapID.Short(), err)
+	}
+	if err := r.idx.DeleteSnapshot(ctx, snapID); err != nil {
+		return fmt.Errorf("forget snapshot %s: %w", snapID.Short(), err)
+	}
+	return nil
+}
