@@ -66,6 +66,9 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (*PruneReport
 		return nil, err
 	}
 	rep := &PruneReport{}
+	if err := r.EnsureVersions(ctx); err != nil {
+		return nil, err
+	}
 	if err := r.idx.ClearMarks(ctx); err != nil {
 		return nil, err
 	}

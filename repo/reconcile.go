@@ -11,6 +11,7 @@ import (
 
 	"github.com/costor/costor/repo/id"
 	"github.com/costor/costor/repo/pack"
+	"github.com/costor/costor/repo/snapshot"
 	"github.com/costor/costor/repo/storage"
 )
 
@@ -20,7 +21,7 @@ import (
 func (r *Repository) reconcile(ctx context.Context) error {
 	if c, ok := r.st.(interface {
 		CleanTemp(context.Context, time.Duration) error
-	}); ok {
+	}); ok && !r.cache {
 		// We hold the exclusive index lock, so any temporary file is a
 		// leftover of a process that died.
 		if err := c.CleanTemp(ctx, 0); err != nil {
@@ -60,7 +61,10 @@ func (r *Repository) reconcile(ctx context.Context) error {
 			r.log.Warn("pack cannot be indexed", "pack", p.String(), "err", err)
 		}
 	}
-	return r.reconcileSnapshots(ctx)
+	if err := r.reconcileSnapshots(ctx); err != nil {
+		return err
+	}
+	return r.EnsureVersions(ctx)
 }
 
 // indexPack reads a pack's header and adds it to the index.
@@ -73,10 +77,14 @@ func (r *Repository) indexPack(ctx context.Context, p id.ID, size int64) error {
 }
 
 func (r *Repository) readPackHeader(ctx context.Context, p id.ID, size int64) ([]pack.Entry, error) {
-	if !r.keys.full {
+	key := r.keys.pack
+	if r.cache {
+		key = r.packKey
+	}
+	if !r.keys.full && !r.cache {
 		return nil, fmt.Errorf("pack %s: reading a pack header needs the repository password", p.Short())
 	}
-	entries, err := pack.ReadHeader(&storageReaderAt{ctx: ctx, st: r.st, h: packHandle(p)}, size, headerSealer{r.keys.pack})
+	entries, err := pack.ReadHeader(&storageReaderAt{ctx: ctx, st: r.st, h: packHandle(p)}, size, headerSealer{key})
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", p.Short(), err)
 	}
@@ -106,8 +114,19 @@ func (r *Repository) reconcileSnapshots(ctx context.Context) error {
 		return err
 	}
 	for _, s := range gone {
+		// Forgotten by another process: the same as ForgetSnapshot, less
+		// the record, which is already gone.
+		record, _, err := r.idx.Snapshot(ctx, s)
+		if err != nil {
+			return err
+		}
 		if err := r.idx.DeleteSnapshot(ctx, s); err != nil {
 			return err
+		}
+		if pub, err := snapshot.DecodePublic(record); err == nil {
+			if err := r.forgetVersions(pub.Host); err != nil {
+				return err
+			}
 		}
 	}
 	for s := range stored {

@@ -49,6 +49,11 @@ type Options struct {
 	// snapshot records (`costor repair index`); it also works when the
 	// index is missing or damaged.
 	RebuildIndex bool
+	// CacheIndex makes IndexDir a private cache of a reader (the mount),
+	// kept up to date from storage by Refresh, instead of the repository's
+	// own index. Such a repository never writes to storage and does not
+	// hold the repository lock, so backups go on while it reads.
+	CacheIndex bool
 }
 
 // Credentials unlock a repository. Password opens the repository key file
@@ -75,6 +80,10 @@ type Repository struct {
 	closeCtx context.Context
 
 	blobs *blobWriter
+	// cache: the index is a reader's private cache (Options.CacheIndex);
+	// packKey reads pack headers to fill it.
+	cache   bool
+	packKey crypto.Key
 
 	hostMu   sync.Mutex
 	hostKeys map[string]*HostKey // by envelope name
@@ -196,13 +205,19 @@ func Open(ctx context.Context, opts Options, creds Credentials) (*Repository, er
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", st.Location(), err)
 	}
-	r := &Repository{st: st, cfg: cfg, log: log, keys: keys, hostKeys: map[string]*HostKey{}, closeCtx: context.WithoutCancel(ctx)}
+	r := &Repository{st: st, cfg: cfg, log: log, keys: keys, hostKeys: map[string]*HostKey{}, closeCtx: context.WithoutCancel(ctx), cache: opts.CacheIndex}
+	if opts.CacheIndex {
+		r.keys.full = false // a reader: never writes to storage
+		r.packKey = keys.pack
+	}
 	if err := r.openIndex(ctx, opts); err != nil {
 		return nil, err
 	}
-	if err := r.writeLock(ctx, opts.Command); err != nil {
-		r.idx.Close()
-		return nil, err
+	if !opts.CacheIndex {
+		if err := r.writeLock(ctx, opts.Command); err != nil {
+			r.idx.Close()
+			return nil, err
+		}
 	}
 	if err := r.reconcile(ctx); err != nil {
 		r.Close()
@@ -217,7 +232,7 @@ func (r *Repository) openIndex(ctx context.Context, opts Options) error {
 	if opts.RebuildIndex {
 		return r.rebuildIndex(ctx, opts)
 	}
-	if _, err := os.Stat(opts.IndexDir); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(opts.IndexDir); errors.Is(err, fs.ErrNotExist) && !opts.CacheIndex {
 		empty, err := r.isEmpty(ctx)
 		if err != nil {
 			return err
@@ -296,6 +311,22 @@ func (r *Repository) isEmpty(ctx context.Context) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// LoadConfig reads a repository's plaintext config (to find its ID, say)
+// without opening it.
+func LoadConfig(ctx context.Context, st storage.Storage) (*Config, error) {
+	cfg, err := loadConfig(ctx, st)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", st.Location(), ErrNoRepository)
+	}
+	return cfg, err
+}
+
+// Refresh brings a cache index up to date with storage: new packs and
+// snapshots are read in, gone ones dropped, new versions recorded.
+func (r *Repository) Refresh(ctx context.Context) error {
+	return r.reconcile(ctx)
 }
 
 // Close flushes nothing (callers Flush explicitly so that errors are seen)

@@ -50,6 +50,11 @@ func (r *Repository) SaveSnapshot(ctx context.Context, hk *HostKey, pub snapshot
 	if err := r.idx.PutSnapshot(ctx, snapID, data); err != nil {
 		return id.ID{}, fmt.Errorf("index snapshot %s: %w", snapID.Short(), err)
 	}
+	// The version history is an index like the rest: if recording it fails,
+	// the snapshot stands and the next open records it.
+	if err := r.indexVersions(ctx, Snapshot{ID: snapID, Public: &pub}); err != nil {
+		r.log.Warn("version history of the new snapshot not recorded yet", "snapshot", snapID.Short(), "err", err)
+	}
 	return snapID, nil
 }
 
@@ -134,8 +139,21 @@ func (r *Repository) ForgetSnapshot(ctx context.Context, snapID id.ID) error {
 	if err := r.st.Remove(ctx, snapshotHandle(snapID)); err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return fmt.Errorf("forget snapshot %s: %w", snapID.Short(), err)
 	}
+	record, ok, err := r.idx.Snapshot(ctx, snapID)
+	if err != nil {
+		return fmt.Errorf("forget snapshot %s: %w", snapID.Short(), err)
+	}
 	if err := r.idx.DeleteSnapshot(ctx, snapID); err != nil {
 		return fmt.Errorf("forget snapshot %s: %w", snapID.Short(), err)
+	}
+	if ok {
+		// Versions may be named after the forgotten snapshot: rebuild the
+		// host's history on the next open.
+		if pub, err := snapshot.DecodePublic(record); err == nil {
+			if err := r.forgetVersions(pub.Host); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
