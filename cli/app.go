@@ -48,7 +48,7 @@ func NewApp() *ucli.App {
 		},
 		Commands: []*ucli.Command{
 			initCommand(), keyCommand(), backupCommand(), snapshotsCommand(), lsCommand(),
-			diffCommand(), dumpCommand(), restoreCommand(), checkCommand(), repairCommand(), pruneCommand(),
+			diffCommand(), dumpCommand(), restoreCommand(), checkCommand(), repairCommand(), pruneCommand(), versionsCommand(), forgetCommand(),
 		},
 	}
 	withGlobalFlags(app.Flags, app.Commands)

@@ -184,6 +184,12 @@ func (r *Repository) HostKeyByName(ctx context.Context, name string) (*HostKey, 
 	if !opened {
 		return nil, fmt.Errorf("no key given can read host %q's backups (it needs that host's key or the recovery key)", env.Host)
 	}
+	// Anyone who can write storage can seal an envelope to our public
+	// keys. For our own host we know the one true data key: an envelope
+	// holding another is planted, and what it seals is not ours.
+	if h := r.keys.host; h != nil && h.Host == env.Host && dataKey != h.DataKey() {
+		return nil, fmt.Errorf("host key %s of host %q does not hold this host's data key: refusing it (was it planted in the storage?)", name, env.Host)
+	}
 	hk = &HostKey{Host: env.Host, Envelope: name, SIV: crypto.NewSIVKey(dataKey), dataKey: dataKey}
 	r.hostMu.Lock()
 	r.hostKeys[name] = hk

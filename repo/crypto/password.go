@@ -19,7 +19,8 @@ type KDFParams struct {
 
 // DefaultKDFParams is what new key files use: argon2id with 3 passes over
 // 64 MiB in 2 lanes (RFC 9106's second recommended option, with 2 lanes for
-// small machines), on the order of 100 ms here.
+// small machines): about half a second per unwrap on a busy 2-vCPU VM
+// (docs/crypto.md §7).
 var DefaultKDFParams = KDFParams{Time: 3, Memory: 64 * 1024, Threads: 2}
 
 // TestKDFParams are cheap parameters for tests only.

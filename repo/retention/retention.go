@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -111,7 +112,7 @@ func Apply(snaps []Snapshot, p Policy) []Decision {
 			}
 			b := ru.bucket(wall)
 			switch {
-			case i == 0 || b != last[r]:
+			case b != last[r]: // "" before the first: no label is empty
 				d.Reasons = append(d.Reasons, ru.name+" ("+b+")")
 			case i == oldest:
 				// The rule has counts left but no older bucket to spend
@@ -144,8 +145,7 @@ func Groups(snaps []Snapshot) []Group {
 	index := map[string]int{}
 	for _, s := range snaps {
 		paths := slices.Compact(slices.Sorted(slices.Values(s.Paths)))
-		// NUL cannot occur in a host name or path, so keys are unambiguous.
-		key := s.Host + "\x00" + strings.Join(paths, "\x00")
+		key := groupKey(s.Host, paths)
 		i, ok := index[key]
 		if !ok {
 			i = len(groups)
@@ -158,4 +158,16 @@ func Groups(snaps []Snapshot) []Group {
 		return cmp.Or(strings.Compare(a.Host, b.Host), slices.Compare(a.Paths, b.Paths))
 	})
 	return groups
+}
+
+// groupKey is unambiguous whatever bytes host and paths hold: every part
+// is length-prefixed.
+func groupKey(host string, paths []string) string {
+	var b strings.Builder
+	for _, part := range append([]string{host}, paths...) {
+		b.WriteString(strconv.Itoa(len(part)))
+		b.WriteByte(':')
+		b.WriteString(part)
+	}
+	return b.String()
 }
