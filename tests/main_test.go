@@ -59,7 +59,11 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	costorBin = filepath.Join(binDir, "costor")
-	build := exec.Command("go", "build", "-o", costorBin, "./cmd/costor")
+	buildArgs := []string{"build", "-o", costorBin}
+	if os.Getenv("COSTOR_E2E_RACE") != "" {
+		buildArgs = append(buildArgs, "-race") // the binary itself under the race detector
+	}
+	build := exec.Command("go", append(buildArgs, "./cmd/costor")...)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/costor: %v\n%s", err, out)
