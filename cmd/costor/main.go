@@ -7,13 +7,22 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/costor/costor/cli"
 )
 
+// memoryLimit is a soft heap limit: the garbage collector works harder near
+// it, which keeps Badger's compaction garbage from lifting the peak. A
+// GOMEMLIMIT in the environment wins.
+const memoryLimit = 384 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.Run(ctx, os.Args)
 	stop()

@@ -59,6 +59,10 @@ const (
 	blockCacheSize   = 16 << 20
 	indexCacheSize   = 64 << 20 // holds the table indexes and Bloom filters of ~15M blobs
 	valueLogFileSize = 64 << 20
+	// Every level uses tables of one size: Badger's default doubles it per
+	// level, and a compaction runs up to ~10 table builders that each
+	// buffer twice a table, which made deep levels the peak of memory use.
+	baseTableSize = 4 << 20
 )
 
 func badgerOptions(dir string, opts Options) badger.Options {
@@ -70,6 +74,7 @@ func badgerOptions(dir string, opts Options) badger.Options {
 	if opts.Logger != nil {
 		logger = slogAdapter{opts.Logger}
 	}
+	bo.TableSizeMultiplier = 1
 	return bo.
 		WithLogger(logger).
 		WithReadOnly(opts.ReadOnly).
@@ -79,6 +84,7 @@ func badgerOptions(dir string, opts Options) badger.Options {
 		WithBlockCacheSize(blockCacheSize).
 		WithIndexCacheSize(indexCacheSize).
 		WithValueLogFileSize(valueLogFileSize).
+		WithBaseTableSize(baseTableSize).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
 		// Keys and locations are random hashes: compression costs CPU and saves nothing.

@@ -526,7 +526,8 @@ func TestFnErrorReturnedAsIs(t *testing.T) {
 }
 
 func TestPrefixesDistinct(t *testing.T) {
-	all := []byte{prefixBlob, prefixPack, prefixPackBlob, prefixSnapshot, prefixVersion, prefixMeta}
+	all := []byte{prefixBlob, prefixPack, prefixPackBlob, prefixSnapshot, prefixVersion, prefixMeta,
+		prefixHistoryName, prefixVersionDone, prefixMark}
 	seen := map[byte]bool{}
 	for _, p := range all {
 		if seen[p] {
