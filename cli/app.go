@@ -48,7 +48,7 @@ func NewApp() *ucli.App {
 		},
 		Commands: []*ucli.Command{
 			initCommand(), keyCommand(), backupCommand(), snapshotsCommand(), lsCommand(),
-			diffCommand(), dumpCommand(), restoreCommand(), checkCommand(), repairCommand(), pruneCommand(), versionsCommand(), forgetCommand(),
+			diffCommand(), dumpCommand(), restoreCommand(), checkCommand(), repairCommand(), pruneCommand(), versionsCommand(), mountCommand(), forgetCommand(),
 		},
 	}
 	withGlobalFlags(app.Flags, app.Commands)

@@ -18,6 +18,7 @@ APT_PACKAGES=(
 	e2fsprogs  # mkfs.ext4 for loop-mounted test filesystems
 	gcc        # cgo, which -race needs
 	libc6-dev
+	fuse3      # fusermount3, and /etc/fuse.conf, for the mount tests
 )
 
 # Pinned: the version built and checked with Go 1.26.

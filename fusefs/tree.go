@@ -1,0 +1,164 @@
+//go:build linux
+
+package fusefs
+
+import (
+	"context"
+	"io"
+	"sync"
+	"syscall"
+
+	"github.com/costor/costor/repo/tree"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// snapRootIno numbers a snapshot's root directory, distinctly per view
+// (hosts/ or ids/): a directory must have one parent, or the kernel sees an
+// alias and moves it between the two.
+func snapRootIno(view string, s *Snapshot) uint64 {
+	return ino(hashID(tagged("snapshot/"+view), s.ID))
+}
+
+// snapshotRoot returns the node of a snapshot's root directory below parent
+// and fills out with its attributes: a read-only directory carrying the
+// snapshot's time, since no tree records the root itself.
+func (f *filesystem) snapshotRoot(ctx context.Context, parent *fs.Inode, view string, s *Snapshot, out *fuse.EntryOut) *fs.Inode {
+	ns := s.Time.UnixNano()
+	d := &treeDir{
+		meta: meta{common: common{fsys: f}, ino: snapRootIno(view, s), node: tree.Node{
+			Type: tree.Dir, Mode: 0o555, UID: f.uid, GID: f.gid, Links: 1,
+			MTime: ns, ATime: ns, CTime: ns, Subtree: s.Tree,
+		}},
+		snap: s,
+	}
+	fillAttr(&out.Attr, &d.node, d.ino)
+	return parent.NewInode(ctx, d, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: d.ino})
+}
+
+// meta is the part of every snapshot node that tree.Node describes: its
+// attributes and extended attributes.
+type meta struct {
+	common
+	node tree.Node // a copy: holding a pointer would pin the parent's tree
+	ino  uint64
+}
+
+func (m *meta) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillAttr(&out.Attr, &m.node, m.ino)
+	return 0
+}
+
+func (m *meta) Getxattr(_ context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return getxattr(m.node.Xattrs, attr, dest)
+}
+
+func (m *meta) Listxattr(_ context.Context, dest []byte) (uint32, syscall.Errno) {
+	return listxattr(m.node.Xattrs, dest)
+}
+
+// treeDir is a directory of a snapshot. Its listing is its tree, loaded
+// through the shared tree cache whenever it is needed rather than kept: the
+// kernel may hold many directory inodes, and each must stay small.
+type treeDir struct {
+	fs.Inode
+	meta
+	snap *Snapshot
+}
+
+var (
+	_ fs.NodeLookuper    = (*treeDir)(nil)
+	_ fs.NodeReaddirer   = (*treeDir)(nil)
+	_ fs.NodeGetattrer   = (*treeDir)(nil)
+	_ fs.NodeGetxattrer  = (*treeDir)(nil)
+	_ fs.NodeListxattrer = (*treeDir)(nil)
+	_ fs.NodeStatfser    = (*treeDir)(nil)
+)
+
+func (d *treeDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	t, errno := d.fsys.loadTree(ctx, d.snap, d.node.Subtree)
+	if errno != 0 {
+		return nil, errno
+	}
+	return newListStream(t.Nodes, func(n *tree.Node) (fuse.DirEntry, bool) {
+		if tree.ValidateName(n.Name) != nil {
+			return fuse.DirEntry{}, false
+		}
+		return fuse.DirEntry{Name: n.Name, Mode: typeBits(n.Type), Ino: childIno(d.snap.ID, d.ino, n)}, true
+	}), 0
+}
+
+func (d *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	t, errno := d.fsys.loadTree(ctx, d.snap, d.node.Subtree)
+	if errno != 0 {
+		return nil, errno
+	}
+	n, ok := t.Find(name)
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	m := meta{common: d.common, node: *n, ino: childIno(d.snap.ID, d.ino, n)}
+	fillAttr(&out.Attr, n, m.ino)
+	stable := fs.StableAttr{Mode: typeBits(n.Type), Ino: m.ino}
+	if n.Type == tree.Dir {
+		return d.NewInode(ctx, &treeDir{meta: m, snap: d.snap}, stable), 0
+	}
+	return d.NewInode(ctx, &entryNode{meta: m}, stable), 0
+}
+
+// entryNode is anything but a directory: a regular file, a symlink, a device
+// node, a FIFO or a socket, in a snapshot or as a version in history/.
+type entryNode struct {
+	fs.Inode
+	meta
+
+	mu     sync.Mutex
+	reader *fileReader // built on first open, shared by all opens
+}
+
+var (
+	_ fs.NodeOpener      = (*entryNode)(nil)
+	_ fs.NodeReadlinker  = (*entryNode)(nil)
+	_ fs.NodeGetattrer   = (*entryNode)(nil)
+	_ fs.NodeGetxattrer  = (*entryNode)(nil)
+	_ fs.NodeListxattrer = (*entryNode)(nil)
+	_ fs.NodeStatfser    = (*entryNode)(nil)
+	_ fs.FileReader      = (*fileHandle)(nil)
+)
+
+func (e *entryNode) Readlink(context.Context) ([]byte, syscall.Errno) {
+	if e.node.Type != tree.Symlink {
+		return nil, syscall.EINVAL
+	}
+	return []byte(e.node.LinkTarget), 0
+}
+
+// Open hands out a read handle. The content never changes, so the kernel may
+// keep its page cache across opens.
+func (e *entryNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	if e.node.Type != tree.File {
+		return nil, 0, syscall.EINVAL
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.reader == nil {
+		r, err := newFileReader(&e.node, e.fsys.chunks)
+		if err != nil {
+			return nil, 0, e.fsys.errno("open", err)
+		}
+		e.reader = r
+	}
+	return &fileHandle{r: e.reader, fsys: e.fsys}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Read serves one read request of an open file.
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.readAt(ctx, dest, off)
+	if err != nil && err != io.EOF {
+		return nil, h.fsys.errno("read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
