@@ -16,8 +16,9 @@ type Repository interface {
 	SaveBlob(ctx context.Context, t pack.BlobType, blob id.ID, sealed []byte, rawLength uint32) (bool, error)
 	// HasBlob reports whether a blob is stored.
 	HasBlob(ctx context.Context, blob id.ID) (bool, error)
-	// LoadBlob returns a blob's sealed bytes, verified against its ID.
-	LoadBlob(ctx context.Context, blob id.ID) ([]byte, error)
+	// ReadChunk appends a file chunk's plaintext to dst; damaged bytes are
+	// an error wrapping repo.ErrBlobCorrupt.
+	ReadChunk(ctx context.Context, c tree.Chunk, dst []byte) ([]byte, error)
 	SaveTree(ctx context.Context, hk *repo.HostKey, t *tree.Tree) (id.ID, error)
 	LoadTree(ctx context.Context, hk *repo.HostKey, treeID id.ID) (*tree.Tree, error)
 	// SaveSnapshot makes all blobs durable, then writes the record.

@@ -340,16 +340,15 @@ func (rs *restorer) writeFile(ctx context.Context, job restoreJob) error {
 		sum = sha256.New()
 	}
 	w := fsmeta.NewSparseWriter(f)
-	var buf []byte
+	var (
+		buf []byte
+		err error
+	)
 	for _, c := range job.node.Content {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		sealed, err := rs.repo.LoadBlob(ctx, c.ID)
-		if err != nil {
-			return fmt.Errorf("restore %s: %w", abs, err)
-		}
-		buf, err = repo.OpenChunk(c, sealed, buf[:0])
+		buf, err = rs.repo.ReadChunk(ctx, c, buf[:0])
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", abs, err)
 		}

@@ -277,6 +277,19 @@ func (r *Repository) LoadBlob(ctx context.Context, blobID id.ID) ([]byte, error)
 }
 
 func (r *Repository) loadAt(ctx context.Context, blobID id.ID, loc index.Location) ([]byte, error) {
+	buf, err := r.readAt(ctx, blobID, loc)
+	if err != nil {
+		return nil, err
+	}
+	if id.Hash(buf) != blobID {
+		return nil, fmt.Errorf("blob %s in pack %s: %w (the pack is damaged; run `costor check --read-data`)", blobID.Short(), loc.Pack.Short(), ErrBlobCorrupt)
+	}
+	return buf, nil
+}
+
+// readAt reads a blob's sealed bytes without verifying them; callers
+// authenticate them by opening (AEAD) or by hashing.
+func (r *Repository) readAt(ctx context.Context, blobID id.ID, loc index.Location) ([]byte, error) {
 	buf := make([]byte, loc.Length)
 	err := r.st.Load(ctx, packHandle(loc.Pack), int64(loc.Offset), int64(loc.Length), func(rd io.Reader) error {
 		_, err := io.ReadFull(rd, buf)
@@ -284,9 +297,6 @@ func (r *Repository) loadAt(ctx context.Context, blobID id.ID, loc index.Locatio
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read blob %s from pack %s: %w", blobID.Short(), loc.Pack.Short(), err)
-	}
-	if id.Hash(buf) != blobID {
-		return nil, fmt.Errorf("blob %s in pack %s: %w (the pack is damaged; run `costor check --read-data`)", blobID.Short(), loc.Pack.Short(), ErrBlobCorrupt)
 	}
 	return buf, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/costor/costor/repo/id"
 	"github.com/costor/costor/repo/pack"
+	"github.com/costor/costor/repo/storage"
 	"github.com/costor/costor/repo/tree"
 )
 
@@ -113,6 +114,23 @@ func (r *Repository) markUsed(ctx context.Context, rep *PruneReport, opts PruneO
 		return err
 	}
 	rep.Snapshots = len(snaps)
+	// Open indexed every readable record in storage; one it left out is
+	// damaged, and the blobs it references cannot be known.
+	indexed := make(map[id.ID]bool, len(snaps))
+	for _, s := range snaps {
+		indexed[s.ID] = true
+	}
+	if err := r.st.List(ctx, storage.KindSnapshots, func(fi storage.Info) error {
+		if s, err := id.Parse(fi.Handle.Name); err == nil && !indexed[s] {
+			return fmt.Errorf("%w: snapshot record %s is damaged (it does not match its name); restore it from a copy, or delete that file if the snapshot is lost", ErrPruneUnsafe, fi.Handle)
+		}
+		return nil
+	}); err != nil {
+		if errors.Is(err, ErrPruneUnsafe) {
+			return err
+		}
+		return fmt.Errorf("list snapshots: %w", err)
+	}
 	m := &marker{r: r}
 	for i, s := range snaps {
 		det, hk, err := r.Details(ctx, s)
@@ -261,8 +279,14 @@ func (r *Repository) liveIn(ctx context.Context, blob, packID id.ID) (bool, erro
 		return false, err
 	}
 	loc, ok, err := r.idx.Lookup(ctx, blob)
-	if err != nil || !ok {
+	if err != nil {
 		return false, err
+	}
+	if !ok {
+		// The pack the index placed it in is gone, but this one holds a
+		// copy: treating it as garbage would delete the last copy.
+		return false, fmt.Errorf("%w: blob %s is used and stored in pack %s, but the index has no location for it; run `costor repair index` first",
+			ErrPruneUnsafe, blob.Short(), packID.Short())
 	}
 	return loc.Pack == packID, nil
 }
