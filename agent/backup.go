@@ -54,7 +54,22 @@ type BackupOptions struct {
 	// being read; may be nil.
 	Warn func(msg string)
 	Now  func() time.Time
+	// View, if set, is a point-in-time view (a filesystem snapshot) of
+	// Paths: files are read from the view and recorded under their
+	// original paths.
+	View SnapshotView
 }
+
+// SnapshotView is a read-only point-in-time view of the backup paths, made
+// by a filesystem-snapshot adapter (btrfs, lvm, zfs, vss, apfs).
+type SnapshotView interface {
+	// Path maps an original absolute path (a backup path or below one) to
+	// where its content can be read inside the view.
+	Path(original string) (string, error)
+}
+
+// viewRoot maps one backup path to its place in the view.
+type viewRoot struct{ original, view string }
 
 // Parent identifies the snapshot a backup builds on.
 type Parent struct {
@@ -110,6 +125,7 @@ type backuper struct {
 	files, dirs, bytes                atomic.Uint64
 	filesNew, filesChanged, filesSame atomic.Uint64
 	blobsAdded, bytesAdded            atomic.Uint64
+	viewRoots                         []viewRoot
 	emptyTreeOnce                     sync.Once
 	emptyTree                         id.ID
 	emptyTreeErr                      error
@@ -176,6 +192,15 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 		sealJobs: make(chan *sealJob, 2*opts.Workers),
 	}
 	b.bufs.New = func() any { buf := make([]byte, 0, chunker.MinSize*2); return &buf }
+	if opts.View != nil {
+		for _, p := range paths {
+			v, err := opts.View.Path(p)
+			if err != nil {
+				return nil, fmt.Errorf("backup %s from the snapshot: %w", p, err)
+			}
+			b.viewRoots = append(b.viewRoots, viewRoot{original: p, view: v})
+		}
+	}
 
 	var workers errgroup.Group
 	for range opts.Workers {
@@ -201,6 +226,12 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 	if root.err != nil {
 		return nil, root.err
 	}
+	return b.saveSnapshot(ctx, start, paths, root.node.Subtree)
+}
+
+// saveSnapshot writes the snapshot record of a finished walk.
+func (b *backuper) saveSnapshot(ctx context.Context, start time.Time, paths []string, rootTree id.ID) (*BackupResult, error) {
+	opts := b.opts
 	res := &BackupResult{Time: start, Errors: b.errs, Changed: b.changed}
 	res.Stats = snapshot.Stats{
 		Files: b.files.Load(), Dirs: b.dirs.Load(), Bytes: b.bytes.Load(),
@@ -208,7 +239,7 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 		BlobsAdded: b.blobsAdded.Load(), BytesAdded: b.bytesAdded.Load(),
 	}
 	det := &snapshot.Details{
-		Paths: paths, Tree: root.node.Subtree, Hostname: opts.Hostname, Username: opts.Username,
+		Paths: paths, Tree: rootTree, Hostname: opts.Hostname, Username: opts.Username,
 		Excludes: opts.Excludes, Method: opts.Method, Program: opts.Program, Stats: res.Stats,
 	}
 	det.Errors = append(append(det.Errors, b.errs...), b.changed...)
@@ -221,7 +252,7 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 	}
 	res.Stats.Duration = opts.Now().Sub(start)
 	det.Stats.Duration = res.Stats.Duration
-	snapID, err := r.SaveSnapshot(ctx, opts.HostKey, pub, det)
+	snapID, err := b.repo.SaveSnapshot(ctx, opts.HostKey, pub, det)
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +282,18 @@ func cleanPaths(in []string) ([]string, error) {
 		kept = append(kept, p)
 	}
 	return kept, nil
+}
+
+// src is where the backuper reads the original path abs: inside the
+// snapshot view for paths at or below a backup path, abs itself otherwise
+// (the directories on the way to a backup path are read live).
+func (b *backuper) src(abs string) string {
+	for _, r := range b.viewRoots {
+		if within(abs, r.original) {
+			return filepath.Join(r.view, strings.TrimPrefix(abs, r.original))
+		}
+	}
+	return abs
 }
 
 // within reports whether p is dir or below it.
@@ -287,7 +330,7 @@ func (b *backuper) root(ctx context.Context) *future {
 	}
 	for _, p := range b.opts.Paths {
 		if p == "/" {
-			meta, err := fsmeta.Lstat("/", "/")
+			meta, err := fsmeta.Lstat(b.src("/"), "/")
 			if err != nil {
 				f := newFuture()
 				f.resolve(tree.Node{}, true, fmt.Errorf("backup /: %w", err))
@@ -321,7 +364,7 @@ func (b *backuper) virtualDir(ctx context.Context, abs string, meta tree.Node, p
 		if pn := findIn(pt, name); pn != nil && pn.Type == tree.Dir {
 			parentSub = pn.Subtree
 		}
-		childMeta, err := fsmeta.Lstat(childAbs, name)
+		childMeta, err := fsmeta.Lstat(b.src(childAbs), name)
 		if err != nil {
 			b.warn(&b.errs, fmt.Sprintf("%s: %v", childAbs, err))
 			continue
@@ -414,7 +457,7 @@ func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTr
 		return f
 	}
 	pt := b.loadParentTree(ctx, parentTree, abs)
-	names, err := readDirNames(abs)
+	names, err := readDirNames(b.src(abs))
 	if err != nil {
 		b.warn(&b.errs, fmt.Sprintf("%s: cannot list directory: %v", abs, err))
 	}
@@ -424,7 +467,7 @@ func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTr
 		if b.excluded(p, name) {
 			continue
 		}
-		childMeta, err := fsmeta.Lstat(p, name)
+		childMeta, err := fsmeta.Lstat(b.src(p), name)
 		if err != nil {
 			b.warn(&b.errs, fmt.Sprintf("%s: %v", p, err))
 			continue
@@ -576,7 +619,7 @@ func (b *backuper) readFile(ctx context.Context, job *fileJob, ch *chunker.Chunk
 	if p := b.opts.Progress; p != nil {
 		p.current.Store(&job.path)
 	}
-	f, err := openNoAtime(job.path)
+	f, err := openNoAtime(b.src(job.path))
 	if err != nil {
 		b.warn(&b.errs, fmt.Sprintf("%s: %v", job.path, err))
 		return job.meta, true, nil
@@ -672,7 +715,7 @@ func (b *backuper) readSmall(ctx context.Context, f *os.File, size uint64, scrat
 
 // readChunked splits a large file and hands each chunk to the sealers,
 // keeping the chunk order.
-func (b *backuper) readChunked(ctx context.Context, f *os.File, ch *chunker.Chunker) ([]tree.Chunk, uint64, error) {
+func (b *backuper) readChunked(ctx context.Context, f io.Reader, ch *chunker.Chunker) ([]tree.Chunk, uint64, error) {
 	ch.Reset(f, b.opts.Polynomial)
 	var (
 		slots   []*tree.Chunk

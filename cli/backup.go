@@ -29,6 +29,11 @@ func backupCommand() *ucli.Command {
 			&ucli.StringSliceFlag{Name: "exclude", Usage: "skip paths matching `GLOB` (a base name, or a whole path if it has a /)"},
 			&ucli.BoolFlag{Name: "one-file-system", Aliases: []string{"x"}, Usage: "do not cross into other filesystems"},
 			&ucli.StringFlag{Name: "snapshot", Value: "none", Usage: "point-in-time method: none (others arrive with the snapshot adapters)"},
+			&ucli.StringFlag{Name: "pre-hook", Usage: "run `COMMAND` (sh -c) before the backup, e.g. to flush or pause an application; a failure stops the backup"},
+			&ucli.StringFlag{Name: "post-hook", Usage: "run `COMMAND` after the backup, or right after the filesystem snapshot; always runs once the pre hook ran"},
+			&ucli.BoolFlag{Name: "stdin", Usage: "back up standard input as the file /NAME (see --stdin-filename)"},
+			&ucli.StringFlag{Name: "stdin-filename", Value: "stdin", Usage: "`NAME` of the file a stream is stored as"},
+			&ucli.BoolFlag{Name: "stdin-from-command", Usage: "back up the output of the command given after --; if it fails, no snapshot is written"},
 		},
 		Action: runBackup,
 	}
@@ -37,6 +42,9 @@ func backupCommand() *ucli.Command {
 func runBackup(c *ucli.Context) error {
 	e := newEnv(c)
 	ctx := c.Context
+	if c.Bool("stdin") || c.Bool("stdin-from-command") {
+		return runStreamBackup(c, e)
+	}
 	if c.NArg() == 0 {
 		return errors.New("backup: give at least one PATH to back up")
 	}
@@ -89,6 +97,11 @@ func runBackup(c *ucli.Context) error {
 		username = u.Username
 	}
 	machine, _ := os.Hostname()
+	runPost, err := hooks(ctx, e, c.String("pre-hook"), c.String("post-hook"))
+	if err != nil {
+		return err
+	}
+	defer runPost(true) // on an early return; a no-op once it ran
 	var progress *agent.Progress
 	stop := func() {}
 	if e.showProgress() {
@@ -109,6 +122,13 @@ func runBackup(c *ucli.Context) error {
 	}
 	res, err := agent.Backup(ctx, r, opts)
 	stop()
+	if perr := runPost(err != nil); perr != nil {
+		if err == nil {
+			err = perr
+		} else {
+			e.info("warning: %v", perr)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}

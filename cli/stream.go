@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/costor/costor/agent"
+	"github.com/costor/costor/repo/crypto"
+)
+
+// runStreamBackup backs up standard input or a command's output as one
+// file. A command that fails fails the backup, and no snapshot is written.
+func runStreamBackup(c *ucli.Context, e *env) error {
+	ctx := c.Context
+	if c.Bool("stdin") && c.Bool("stdin-from-command") {
+		return errors.New("backup: give --stdin or --stdin-from-command, not both")
+	}
+	var (
+		src    io.Reader = os.Stdin
+		finish func() error
+	)
+	if c.Bool("stdin-from-command") {
+		args := c.Args().Slice()
+		if len(args) == 0 {
+			return errors.New("backup --stdin-from-command: give the command after --, e.g. -- pg_dump mydb")
+		}
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Stderr = e.stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("backup --stdin-from-command: start %s: %w", args[0], err)
+		}
+		defer func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		}()
+		src = out
+		finish = func() error {
+			if err := cmd.Wait(); err != nil {
+				return fmt.Errorf("command %q failed (%v): no snapshot written", args[0], err)
+			}
+			return nil
+		}
+	} else if c.NArg() > 0 {
+		return errors.New("backup --stdin takes no PATH")
+	}
+	host, err := hostname(c)
+	if err != nil {
+		return err
+	}
+	hostKey, err := e.hostKeyForBackup()
+	if err != nil {
+		return err
+	}
+	r, _, err := e.openOrCreateForBackup(ctx, hostKey)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	secret, err := r.OrgSecret()
+	if err != nil {
+		return err
+	}
+	pol, err := crypto.ChunkerPolynomial(secret)
+	if err != nil {
+		return err
+	}
+	hk, err := r.HostKeyFor(ctx, host)
+	if err != nil {
+		return err
+	}
+	username := ""
+	if u, err := user.Current(); err == nil {
+		username = u.Username
+	}
+	machine, _ := os.Hostname()
+	runPost, err := hooks(ctx, e, c.String("pre-hook"), c.String("post-hook"))
+	if err != nil {
+		return err
+	}
+	var progress *agent.Progress
+	stop := func() {}
+	if e.showProgress() {
+		progress = &agent.Progress{}
+		stop = startProgress(e, progress, "backup")
+	}
+	res, err := agent.BackupStream(ctx, r, agent.BackupOptions{
+		Tags: c.StringSlice("tag"), Keyer: crypto.NewChunkKeyer(secret), Polynomial: pol, HostKey: hk,
+		Hostname: machine, Username: username, Method: "stdin", Program: "costor " + Version, Progress: progress,
+	}, c.String("stdin-filename"), src, finish)
+	stop()
+	if perr := runPost(err != nil); perr != nil {
+		if err == nil {
+			err = perr
+		} else {
+			e.info("warning: %v", perr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return printBackup(e, res, nil)
+}
