@@ -340,27 +340,12 @@ func (rs *restorer) writeFile(ctx context.Context, job restoreJob) error {
 		sum = sha256.New()
 	}
 	w := fsmeta.NewSparseWriter(f)
-	var (
-		buf []byte
-		err error
-	)
-	for _, c := range job.node.Content {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		buf, err = rs.repo.ReadChunk(ctx, c, buf[:0])
-		if err != nil {
-			return fmt.Errorf("restore %s: %w", abs, err)
-		}
-		if _, err := w.Write(buf); err != nil {
+	sink := &restoreSink{w: w, sum: sum, progress: rs.opts.Progress}
+	if err := WriteContent(ctx, rs.repo, job.node.Content, sink); err != nil {
+		if sink.writeErr != nil {
 			return fmt.Errorf("write %s: %w", abs, err)
 		}
-		if sum != nil {
-			sum.Write(buf)
-		}
-		if p := rs.opts.Progress; p != nil {
-			p.BytesDone.Add(uint64(len(buf)))
-		}
+		return fmt.Errorf("restore %s: %w", abs, err)
 	}
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", abs, err)
@@ -381,6 +366,30 @@ func (rs *restorer) writeFile(ctx context.Context, job restoreJob) error {
 		}
 	}
 	return nil
+}
+
+// restoreSink writes restored content to its file, the verify hash and the
+// progress counters, and remembers whether a failure was the disk's.
+type restoreSink struct {
+	w        io.Writer
+	sum      hash.Hash
+	progress *Progress
+	writeErr error
+}
+
+func (s *restoreSink) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil {
+		s.writeErr = err
+		return n, err
+	}
+	if s.sum != nil {
+		s.sum.Write(p)
+	}
+	if s.progress != nil {
+		s.progress.BytesDone.Add(uint64(n))
+	}
+	return n, nil
 }
 
 func (rs *restorer) verify(rel string, want []byte) error {

@@ -97,19 +97,8 @@ func dumpFile(ctx context.Context, r *repo.Repository, n *tree.Node, p string, w
 	if err := checkContentSize(n, p); err != nil {
 		return err
 	}
-	var buf []byte
-	for _, c := range n.Content {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var err error
-		buf, err = r.ReadChunk(ctx, c, buf[:0])
-		if err != nil {
-			return fmt.Errorf("read %s: %w", displayPath(p), err)
-		}
-		if _, err := w.Write(buf); err != nil {
-			return fmt.Errorf("write %s: %w", displayPath(p), err)
-		}
+	if err := agent.WriteContent(ctx, r, n.Content, w); err != nil {
+		return fmt.Errorf("dump %s: %w", displayPath(p), err)
 	}
 	return nil
 }
