@@ -287,9 +287,16 @@ func cleanPaths(in []string) ([]string, error) {
 // src is where the backuper reads the original path abs: inside the
 // snapshot view for paths at or below a backup path, abs itself otherwise
 // (the directories on the way to a backup path are read live).
+//
+// Every path is mapped through the view, not only the backup paths: a
+// nested subvolume or dataset below a backup path has a snapshot of its own,
+// and inside the parent's snapshot it is just an empty directory.
 func (b *backuper) src(abs string) string {
 	for _, r := range b.viewRoots {
 		if within(abs, r.original) {
+			if v, err := b.opts.View.Path(abs); err == nil {
+				return v
+			}
 			return filepath.Join(r.view, strings.TrimPrefix(abs, r.original))
 		}
 	}

@@ -28,7 +28,7 @@ func backupCommand() *ucli.Command {
 			&ucli.StringSliceFlag{Name: "tag", Usage: "add `TAG` to the snapshot (repeatable)"},
 			&ucli.StringSliceFlag{Name: "exclude", Usage: "skip paths matching `GLOB` (a base name, or a whole path if it has a /)"},
 			&ucli.BoolFlag{Name: "one-file-system", Aliases: []string{"x"}, Usage: "do not cross into other filesystems"},
-			&ucli.StringFlag{Name: "snapshot", Value: "none", Usage: "point-in-time method: none (others arrive with the snapshot adapters)"},
+			&ucli.StringFlag{Name: "snapshot", Value: "none", Usage: "point-in-time view to read from: auto, none, btrfs, lvm, zfs (Linux), vss (Windows), apfs (macOS)"},
 			&ucli.StringFlag{Name: "pre-hook", Usage: "run `COMMAND` (sh -c) before the backup, e.g. to flush or pause an application; a failure stops the backup"},
 			&ucli.StringFlag{Name: "post-hook", Usage: "run `COMMAND` after the backup, or right after the filesystem snapshot; always runs once the pre hook ran"},
 			&ucli.BoolFlag{Name: "stdin", Usage: "back up standard input as the file /NAME (see --stdin-filename)"},
@@ -47,9 +47,6 @@ func runBackup(c *ucli.Context) error {
 	}
 	if c.NArg() == 0 {
 		return errors.New("backup: give at least one PATH to back up")
-	}
-	if m := c.String("snapshot"); m != "none" && m != "auto" {
-		return fmt.Errorf("backup --snapshot %s: not available in this build; use --snapshot none", m)
 	}
 	var paths []string
 	for _, p := range c.Args().Slice() {
@@ -97,11 +94,33 @@ func runBackup(c *ucli.Context) error {
 		username = u.Username
 	}
 	machine, _ := os.Hostname()
+	adapter, err := chooseSnapshotMethod(e, c.String("snapshot"), paths)
+	if err != nil {
+		return err
+	}
 	runPost, err := hooks(ctx, e, c.String("pre-hook"), c.String("post-hook"))
 	if err != nil {
 		return err
 	}
 	defer runPost(true) // on an early return; a no-op once it ran
+	method := "none"
+	var view fsView
+	if adapter != nil {
+		// pre hook → snapshot → post hook → backup: an application paused by
+		// the hooks is paused only while the snapshot is taken.
+		view, err = takeSnapshot(ctx, e, adapter, paths)
+		if perr := runPost(err != nil); perr != nil && err == nil {
+			err = perr
+		}
+		if err != nil {
+			if view != nil {
+				releaseSnapshot(ctx, e, adapter.name, view)
+			}
+			return err
+		}
+		defer releaseSnapshot(ctx, e, adapter.name, view)
+		method = adapter.name
+	}
 	var progress *agent.Progress
 	stop := func() {}
 	if e.showProgress() {
@@ -113,12 +132,15 @@ func runBackup(c *ucli.Context) error {
 		ExcludePaths:  []string{repoDir},
 		OneFileSystem: c.Bool("one-file-system"), Parent: parent,
 		Keyer: crypto.NewChunkKeyer(secret), Polynomial: pol, HostKey: hk,
-		Hostname: machine, Username: username, Method: "none", Program: "costor " + Version,
+		Hostname: machine, Username: username, Method: method, Program: "costor " + Version,
 		Progress: progress,
 		Warn: func(msg string) {
 			stop()
 			fmt.Fprintln(e.stderr, "warning: "+msg)
 		},
+	}
+	if view != nil {
+		opts.View = view
 	}
 	res, err := agent.Backup(ctx, r, opts)
 	stop()
