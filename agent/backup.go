@@ -126,6 +126,12 @@ type backuper struct {
 	filesNew, filesChanged, filesSame atomic.Uint64
 	blobsAdded, bytesAdded            atomic.Uint64
 	viewRoots                         []viewRoot
+	// excludedDirs are ExcludePaths as (device, inode): the repository is
+	// skipped even when reached through a symlink or a bind mount.
+	excludedDirs map[[2]uint64]bool
+	// dirsPending counts sealDir goroutines: Backup waits for them all, so
+	// none is still storing a tree when the caller closes the repository.
+	dirsPending sync.WaitGroup
 	emptyTreeOnce                     sync.Once
 	emptyTree                         id.ID
 	emptyTreeErr                      error
@@ -192,6 +198,12 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 		sealJobs: make(chan *sealJob, 2*opts.Workers),
 	}
 	b.bufs.New = func() any { buf := make([]byte, 0, chunker.MinSize*2); return &buf }
+	b.excludedDirs = map[[2]uint64]bool{}
+	for _, p := range opts.ExcludePaths {
+		if n, err := fsmeta.Lstat(p, filepath.Base(p)); err == nil {
+			b.excludedDirs[[2]uint64{n.Device, n.Inode}] = true
+		}
+	}
 	if opts.View != nil {
 		for _, p := range paths {
 			v, err := opts.View.Path(p)
@@ -216,6 +228,7 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 
 	root := b.root(ctx)
 	<-root.done
+	b.dirsPending.Wait()
 	close(b.fileJobs)
 	_ = workers.Wait()
 	close(b.sealJobs)
@@ -275,9 +288,14 @@ func cleanPaths(in []string) ([]string, error) {
 	}
 	sort.Strings(out)
 	var kept []string
+outer:
 	for _, p := range out {
-		if len(kept) > 0 && within(p, kept[len(kept)-1]) {
-			continue
+		// Compare with every kept path, not only the last: "/a-b" sorts
+		// between "/a" and "/a/b".
+		for _, k := range kept {
+			if within(p, k) {
+				continue outer
+			}
 		}
 		kept = append(kept, p)
 	}
@@ -479,6 +497,9 @@ func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTr
 			b.warn(&b.errs, fmt.Sprintf("%s: %v", p, err))
 			continue
 		}
+		if childMeta.Type == tree.Dir && b.excludedDirs[[2]uint64{childMeta.Device, childMeta.Inode}] {
+			continue
+		}
 		children = append(children, b.entry(ctx, p, childMeta, findIn(pt, name), rootDev))
 	}
 	return b.sealDir(ctx, meta, children)
@@ -535,7 +556,9 @@ func (b *backuper) excluded(abs, name string) bool {
 func (b *backuper) sealDir(ctx context.Context, meta tree.Node, children []*future) *future {
 	f := newFuture()
 	b.dirs.Add(1)
+	b.dirsPending.Add(1)
 	go func() {
+		defer b.dirsPending.Done()
 		t := &tree.Tree{Nodes: make([]tree.Node, 0, len(children))}
 		for _, c := range children {
 			select {

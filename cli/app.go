@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -133,6 +134,24 @@ func defaultPasswordFile() (string, error) {
 
 // password finds the password: flag or env file, COSTOR_PASSWORD, the
 // default repository's generated key, or a prompt on a terminal.
+// newSecretPassword reads a password that protects something new (a
+// repository, a recovery key): on a terminal it is asked twice, because a
+// typo found during a disaster is a lost backup.
+func (e *env) newSecretPassword(prompt string) ([]byte, error) {
+	pw, err := e.password(false, prompt)
+	if err != nil || e.c.String("password-file") != "" || os.Getenv("COSTOR_PASSWORD") != "" {
+		return pw, err
+	}
+	again, err := e.password(false, "again: ")
+	if err != nil {
+		return nil, err
+	}
+	if string(again) != string(pw) {
+		return nil, errors.New("the two passwords differ: nothing was created")
+	}
+	return pw, nil
+}
+
 func (e *env) password(isDefault bool, prompt string) ([]byte, error) {
 	if f := e.c.String("password-file"); f != "" {
 		data, err := os.ReadFile(f)
@@ -181,8 +200,15 @@ func (e *env) openOptions(dir, command string, create bool) (repo.Options, error
 	if err != nil {
 		return repo.Options{}, err
 	}
+	// A backup waits as long as it takes (a long restore or check --read-data
+	// holds the repository for hours, and a scheduled backup that gives up
+	// is a missed backup); everything else gives up after 10 minutes.
+	wait := 10 * time.Minute
+	if command == "backup" {
+		wait = 24 * time.Hour
+	}
 	return repo.Options{
-		Storage: st, IndexDir: filepath.Join(dir, "index"), Logger: e.log, Command: command,
+		Storage: st, IndexDir: filepath.Join(dir, "index"), Logger: e.log, Command: command, LockWait: wait,
 		OnWait: func(holder string) {
 			e.info("waiting for the repository, held by %s (Ctrl-C to stop)", holder)
 		},
@@ -310,6 +336,10 @@ func (e *env) hostKeyForBackup() (*crypto.HostKey, error) {
 		return nil, err
 	}
 	if err := writeSecretFile(f, data); err != nil {
+		// Another first backup made it a moment ago: use that one.
+		if existing, rerr := readHostKey(f); rerr == nil {
+			return existing, nil
+		}
 		return nil, err
 	}
 	return &hk, nil

@@ -1,9 +1,6 @@
 package cli
 
-import (
-	"context"
-	"errors"
-)
+import "errors"
 
 // Exit codes, part of the CLI contract.
 const (
@@ -33,8 +30,7 @@ func ExitCode(err error) int {
 	if errors.As(err, &e) {
 		return e.code
 	}
-	if errors.Is(err, context.Canceled) {
-		return 130
-	}
+	// An interrupted command is an error like any other (the contract has
+	// exit codes 0, 1 and 3 only).
 	return ExitError
 }

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/costor/costor/apfs"
 	"github.com/costor/costor/btrfs"
+	"github.com/costor/costor/lvm"
+	"github.com/costor/costor/vss"
 	"github.com/costor/costor/zfs"
 )
 
@@ -44,6 +47,21 @@ func fsAdapters() []fsAdapter {
 				return viewOrNil(zfs.Take(ctx, p, zfs.Options{Tag: snapshotTag}))
 			},
 			func(ctx context.Context) ([]string, error) { return zfs.Cleanup(ctx, zfs.Options{Tag: snapshotTag}) }},
+		{"lvm", lvm.Supported,
+			func(ctx context.Context, p []string) (fsView, error) {
+				return viewOrNil(lvm.Take(ctx, p, lvm.Options{Tag: snapshotTag}))
+			},
+			func(ctx context.Context) ([]string, error) { return lvm.Cleanup(ctx, lvm.Options{Tag: snapshotTag}) }},
+		{"vss", vss.Supported,
+			func(ctx context.Context, p []string) (fsView, error) {
+				return viewOrNil(vss.Take(ctx, p, vss.Options{Tag: snapshotTag}))
+			},
+			func(ctx context.Context) ([]string, error) { return vss.Cleanup(ctx, vss.Options{Tag: snapshotTag}) }},
+		{"apfs", apfs.Supported,
+			func(ctx context.Context, p []string) (fsView, error) {
+				return viewOrNil(apfs.Take(ctx, p, apfs.Options{Tag: snapshotTag}))
+			},
+			func(ctx context.Context) ([]string, error) { return apfs.Cleanup(ctx, apfs.Options{Tag: snapshotTag}) }},
 	}
 	var out []fsAdapter
 	for _, a := range all {

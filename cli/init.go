@@ -61,7 +61,7 @@ func initCommand() *ucli.Command {
 // repository without one given, it generates and stores one.
 func (e *env) newPassword(isDefault bool) ([]byte, error) {
 	if e.c.String("password-file") != "" || os.Getenv("COSTOR_PASSWORD") != "" || !isDefault {
-		return e.password(false, "new repository password: ")
+		return e.newSecretPassword("new repository password: ")
 	}
 	return e.defaultRepoPassword()
 }
@@ -102,7 +102,9 @@ func initRepo(c *ucli.Context, e *env, dir string, pw []byte, io repo.InitOption
 		return nil, err
 	}
 	if os.Getenv("COSTOR_TEST_FAST_KDF") == "1" {
-		// Only for the test suite: the real KDF costs 64 MiB and ~0.2 s per open.
+		// Only for the test suite: the real KDF costs 64 MiB and ~0.5 s per
+		// open. Said loudly, since it makes the password easy to guess.
+		e.info("warning: COSTOR_TEST_FAST_KDF=1: this repository's password is protected by a weak test KDF; never use it for real data")
 		io.KDF = &crypto.TestKDFParams
 	}
 	return repo.Init(c.Context, opts, pw, io)

@@ -21,7 +21,7 @@ func keyCommand() *ucli.Command {
 			},
 			Action: func(c *ucli.Context) error {
 				e := newEnv(c)
-				pw, err := e.password(false, "password for the recovery key: ")
+				pw, err := e.newSecretPassword("password for the recovery key: ")
 				if err != nil {
 					return err
 				}

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/costor/costor/repo"
@@ -39,6 +41,12 @@ func repairCommand() *ucli.Command {
 					return err
 				}
 				e.info("index rebuilt: %d packs, %d blobs, %d snapshots", packs, blobs, snaps)
+				if bad := r.DamagedSnapshotRecords(); len(bad) > 0 {
+					for _, s := range bad {
+						fmt.Fprintf(e.stderr, "error: snapshot record snapshots/%s is damaged and was left out\n", s)
+					}
+					return fmt.Errorf("repair index: %d damaged snapshot record(s) left out (restore them from a copy of the repository, or delete them if those snapshots are lost)", len(bad))
+				}
 				return nil
 			},
 		}},

@@ -21,38 +21,10 @@ func runStreamBackup(c *ucli.Context, e *env) error {
 	if c.Bool("stdin") && c.Bool("stdin-from-command") {
 		return errors.New("backup: give --stdin or --stdin-from-command, not both")
 	}
-	var (
-		src    io.Reader = os.Stdin
-		finish func() error
-	)
-	if c.Bool("stdin-from-command") {
-		args := c.Args().Slice()
-		if len(args) == 0 {
-			return errors.New("backup --stdin-from-command: give the command after --, e.g. -- pg_dump mydb")
-		}
-		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-		cmd.Stderr = e.stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("backup --stdin-from-command: start %s: %w", args[0], err)
-		}
-		defer func() {
-			if cmd.ProcessState == nil {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}
-		}()
-		src = out
-		finish = func() error {
-			if err := cmd.Wait(); err != nil {
-				return fmt.Errorf("command %q failed (%v): no snapshot written", args[0], err)
-			}
-			return nil
-		}
-	} else if c.NArg() > 0 {
+	if c.Bool("stdin-from-command") && c.NArg() == 0 {
+		return errors.New("backup --stdin-from-command: give the command after --, e.g. -- pg_dump mydb")
+	}
+	if c.Bool("stdin") && c.NArg() > 0 {
 		return errors.New("backup --stdin takes no PATH")
 	}
 	host, err := hostname(c)
@@ -88,6 +60,39 @@ func runStreamBackup(c *ucli.Context, e *env) error {
 	runPost, err := hooks(ctx, e, c.String("pre-hook"), c.String("post-hook"))
 	if err != nil {
 		return err
+	}
+	defer runPost(true) // on an early return; a no-op once it ran
+	// The command starts only now: after the pre hook (which may flush the
+	// application it dumps) and once the repository is open, so it never
+	// sits blocked on a full pipe while we wait for a lock.
+	var (
+		src    io.Reader = os.Stdin
+		finish func() error
+	)
+	if c.Bool("stdin-from-command") {
+		args := c.Args().Slice()
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		cmd.Stderr = e.stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("backup --stdin-from-command: start %s: %w", args[0], err)
+		}
+		defer func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		}()
+		src = out
+		finish = func() error {
+			if err := cmd.Wait(); err != nil {
+				return fmt.Errorf("command %q failed (%v): no snapshot written", args[0], err)
+			}
+			return nil
+		}
 	}
 	var progress *agent.Progress
 	stop := func() {}

@@ -198,11 +198,12 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 		return false, err
 	}
 	if full != nil {
-		select {
-		case w.uploads <- *full:
-		case <-ctx.Done():
-			return false, ctx.Err()
-		}
+		// Always hand a finished pack to the uploader, even when ctx is
+		// cancelled: its blobs are already "in flight", and a pack dropped
+		// here would leave later SaveBlob calls of this process believing
+		// blobs were stored that no pack holds. The uploader always drains
+		// the queue, so this waits for at most one upload.
+		w.uploads <- *full
 	}
 	return true, nil
 }
@@ -236,12 +237,13 @@ func (r *Repository) Flush(ctx context.Context) error {
 	}
 	w.mu.Unlock()
 	marker := finishedPack{flushed: make(chan struct{})}
-	for _, p := range append(pending, &marker) {
-		select {
-		case w.uploads <- *p:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	for _, p := range pending {
+		w.uploads <- *p // never dropped: see SaveBlob
+	}
+	select {
+	case w.uploads <- marker:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	select {
 	case <-marker.flushed:

@@ -47,6 +47,9 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 			return nil, err
 		}
 	}
+	if err := r.checkSnapshotRecords(ctx, rep); err != nil {
+		return nil, err
+	}
 	snaps, err := r.Snapshots(ctx)
 	if err != nil {
 		return nil, err
@@ -227,4 +230,30 @@ func (r *Repository) indexedBlobsOf(ctx context.Context, packID id.ID) (map[id.I
 		blobs[e.ID] = true
 	}
 	return blobs, nil
+}
+
+// checkSnapshotRecords verifies every snapshot record in storage against
+// its name: the index keeps a copy of each, which would otherwise hide a
+// damaged record until the index is rebuilt and the snapshot silently lost.
+func (r *Repository) checkSnapshotRecords(ctx context.Context, rep *CheckReport) error {
+	return r.st.List(ctx, storage.KindSnapshots, func(fi storage.Info) error {
+		snapID, err := id.Parse(fi.Handle.Name)
+		if err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: not a snapshot record name", fi.Handle))
+			return nil
+		}
+		data, err := loadAll(ctx, r.st, fi.Handle)
+		if err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("snapshot %s: %v", snapID.Short(), err))
+			return nil
+		}
+		if id.Hash(data) != snapID {
+			msg := fmt.Sprintf("snapshot record %s is damaged (its content does not match its name)", fi.Handle)
+			if cached, ok, _ := r.idx.Snapshot(ctx, snapID); ok && id.Hash(cached) == snapID {
+				msg += "; the index still holds an intact copy: do not run `repair index` before restoring the file from a copy"
+			}
+			rep.Problems = append(rep.Problems, msg)
+		}
+		return nil
+	})
 }

@@ -113,7 +113,9 @@ func (r *Repository) HostKeyFor(ctx context.Context, host string) (*HostKey, err
 	for _, name := range names {
 		env, err := r.loadEnvelope(ctx, name)
 		if err != nil {
-			return nil, err
+			// One unreadable file must not stop every host's backups.
+			r.log.Warn("skipping an unreadable host key envelope", "name", name, "err", err)
+			continue
 		}
 		if env.Host != host {
 			continue

@@ -91,7 +91,12 @@ func (r *Repository) readPackHeader(ctx context.Context, p id.ID, size int64) ([
 	return entries, nil
 }
 
+// DamagedSnapshotRecords lists the snapshot records the last open or
+// refresh found damaged and left out of the index.
+func (r *Repository) DamagedSnapshotRecords() []id.ID { return r.damagedRecords }
+
 func (r *Repository) reconcileSnapshots(ctx context.Context) error {
+	r.damagedRecords = r.damagedRecords[:0]
 	stored := map[id.ID]bool{}
 	if err := r.st.List(ctx, storage.KindSnapshots, func(fi storage.Info) error {
 		s, err := id.Parse(fi.Handle.Name)
@@ -136,6 +141,7 @@ func (r *Repository) reconcileSnapshots(ctx context.Context) error {
 		}
 		if id.Hash(data) != s {
 			r.log.Warn("snapshot record does not match its name; ignoring it", "snapshot", s.String())
+			r.damagedRecords = append(r.damagedRecords, s)
 			continue
 		}
 		if err := r.idx.PutSnapshot(ctx, s, data); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/costor/costor/repo/crypto"
+	"github.com/costor/costor/repo/id"
 	"github.com/costor/costor/repo/index"
 	"github.com/costor/costor/repo/storage"
 )
@@ -84,6 +85,9 @@ type Repository struct {
 	// packKey reads pack headers to fill it.
 	cache   bool
 	packKey crypto.Key
+	// damagedRecords: snapshot records in storage that do not match their
+	// names, found by the last reconcile.
+	damagedRecords []id.ID
 
 	hostMu   sync.Mutex
 	hostKeys map[string]*HostKey // by envelope name
