@@ -19,6 +19,9 @@ APT_PACKAGES=(
 	gcc        # cgo, which -race needs
 	libc6-dev
 	fuse3      # fusermount3, and /etc/fuse.conf, for the mount tests
+	btrfs-progs          # mkfs.btrfs and btrfs subvolume, for the live backup tests
+	postgresql-15        # initdb, postgres, pgbench: a live database under load (tests/live_test.go)
+	postgresql-client-15 # psql, pg_dump, pg_amcheck
 )
 
 # Pinned: the version built and checked with Go 1.26.
