@@ -131,10 +131,10 @@ type backuper struct {
 	excludedDirs map[[2]uint64]bool
 	// dirsPending counts sealDir goroutines: Backup waits for them all, so
 	// none is still storing a tree when the caller closes the repository.
-	dirsPending sync.WaitGroup
-	emptyTreeOnce                     sync.Once
-	emptyTree                         id.ID
-	emptyTreeErr                      error
+	dirsPending   sync.WaitGroup
+	emptyTreeOnce sync.Once
+	emptyTree     id.ID
+	emptyTreeErr  error
 }
 
 // future is a node that some goroutine is still producing.
