@@ -63,37 +63,15 @@ func runBackup(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	hostKey, err := e.hostKeyForBackup()
-	if err != nil {
-		return err
-	}
-	r, repoDir, err := e.openOrCreateForBackup(ctx, hostKey)
+	r, repoDir, opts, err := backupBase(c, e, host)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-
-	secret, err := r.OrgSecret()
-	if err != nil {
-		return err
-	}
-	pol, err := crypto.ChunkerPolynomial(secret)
-	if err != nil {
-		return err
-	}
-	hk, err := r.HostKeyFor(ctx, host)
-	if err != nil {
-		return err
-	}
 	parent, err := findParent(ctx, r, host, paths)
 	if err != nil {
 		return err
 	}
-	username := ""
-	if u, err := user.Current(); err == nil {
-		username = u.Username
-	}
-	machine, _ := os.Hostname()
 	adapter, err := chooseSnapshotMethod(e, c.String("snapshot"), paths)
 	if err != nil {
 		return err
@@ -127,17 +105,11 @@ func runBackup(c *ucli.Context) error {
 		progress = &agent.Progress{}
 		stop = startProgress(e, progress, "backup")
 	}
-	opts := agent.BackupOptions{
-		Paths: paths, Tags: c.StringSlice("tag"), Excludes: c.StringSlice("exclude"),
-		ExcludePaths:  []string{repoDir},
-		OneFileSystem: c.Bool("one-file-system"), Parent: parent,
-		Keyer: crypto.NewChunkKeyer(secret), Polynomial: pol, HostKey: hk,
-		Hostname: machine, Username: username, Method: method, Program: "costor " + Version,
-		Progress: progress,
-		Warn: func(msg string) {
-			stop()
-			fmt.Fprintln(e.stderr, "warning: "+msg)
-		},
+	opts.Paths, opts.Excludes, opts.ExcludePaths = paths, c.StringSlice("exclude"), []string{repoDir}
+	opts.OneFileSystem, opts.Parent, opts.Method, opts.Progress = c.Bool("one-file-system"), parent, method, progress
+	opts.Warn = func(msg string) {
+		stop()
+		fmt.Fprintln(e.stderr, "warning: "+msg)
 	}
 	if view != nil {
 		opts.View = view
@@ -257,4 +229,43 @@ func printBackup(e *env, res *agent.BackupResult, parent *agent.Parent) error {
 	e.info("snapshot %s saved", res.SnapshotID.Short())
 	_, err := fmt.Fprintln(e.stdout, res.SnapshotID.String())
 	return err
+}
+
+// backupBase opens (or, for the embedded default, creates) the repository
+// for a backup of host and fills the options every backup shares: keys,
+// names, program. The caller closes the repository.
+func backupBase(c *ucli.Context, e *env, host string) (*repo.Repository, string, agent.BackupOptions, error) {
+	ctx := c.Context
+	var opts agent.BackupOptions
+	hostKey, err := e.hostKeyForBackup()
+	if err != nil {
+		return nil, "", opts, err
+	}
+	r, repoDir, err := e.openOrCreateForBackup(ctx, hostKey)
+	if err != nil {
+		return nil, "", opts, err
+	}
+	fail := func(err error) (*repo.Repository, string, agent.BackupOptions, error) {
+		r.Close()
+		return nil, "", opts, err
+	}
+	secret, err := r.OrgSecret()
+	if err != nil {
+		return fail(err)
+	}
+	pol, err := crypto.ChunkerPolynomial(secret)
+	if err != nil {
+		return fail(err)
+	}
+	hk, err := r.HostKeyFor(ctx, host)
+	if err != nil {
+		return fail(err)
+	}
+	if u, err := user.Current(); err == nil {
+		opts.Username = u.Username
+	}
+	opts.Hostname, _ = os.Hostname()
+	opts.Keyer, opts.Polynomial, opts.HostKey = crypto.NewChunkKeyer(secret), pol, hk
+	opts.Tags, opts.Program = c.StringSlice("tag"), "costor "+Version
+	return r, repoDir, opts, nil
 }

@@ -6,12 +6,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/costor/costor/agent"
-	"github.com/costor/costor/repo/crypto"
 )
 
 // runStreamBackup backs up standard input or a command's output as one
@@ -31,32 +29,11 @@ func runStreamBackup(c *ucli.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	hostKey, err := e.hostKeyForBackup()
-	if err != nil {
-		return err
-	}
-	r, _, err := e.openOrCreateForBackup(ctx, hostKey)
+	r, _, opts, err := backupBase(c, e, host)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	secret, err := r.OrgSecret()
-	if err != nil {
-		return err
-	}
-	pol, err := crypto.ChunkerPolynomial(secret)
-	if err != nil {
-		return err
-	}
-	hk, err := r.HostKeyFor(ctx, host)
-	if err != nil {
-		return err
-	}
-	username := ""
-	if u, err := user.Current(); err == nil {
-		username = u.Username
-	}
-	machine, _ := os.Hostname()
 	runPost, err := hooks(ctx, e, c.String("pre-hook"), c.String("post-hook"))
 	if err != nil {
 		return err
@@ -100,10 +77,8 @@ func runStreamBackup(c *ucli.Context, e *env) error {
 		progress = &agent.Progress{}
 		stop = startProgress(e, progress, "backup")
 	}
-	res, err := agent.BackupStream(ctx, r, agent.BackupOptions{
-		Tags: c.StringSlice("tag"), Keyer: crypto.NewChunkKeyer(secret), Polynomial: pol, HostKey: hk,
-		Hostname: machine, Username: username, Method: "stdin", Program: "costor " + Version, Progress: progress,
-	}, c.String("stdin-filename"), src, finish)
+	opts.Method, opts.Progress = "stdin", progress
+	res, err := agent.BackupStream(ctx, r, opts, c.String("stdin-filename"), src, finish)
 	stop()
 	if perr := runPost(err != nil); perr != nil {
 		if err == nil {
