@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/costor/costor/repo/id"
 	"github.com/costor/costor/repo/pack"
 	"github.com/costor/costor/repo/snapshot"
@@ -56,10 +58,21 @@ func (r *Repository) reconcile(ctx context.Context) error {
 			return err
 		}
 	}
+	// Headers are read a few at a time: each is a small ranged read, and a
+	// first open of a cache index (the mount) reads thousands of them.
+	var g errgroup.Group
+	g.SetLimit(4)
 	for p, size := range stored {
-		if err := r.indexPack(ctx, p, size); err != nil {
-			r.log.Warn("pack cannot be indexed", "pack", p.String(), "err", err)
-		}
+		g.Go(func() error {
+			if err := r.indexPack(ctx, p, size); err != nil {
+				r.log.Warn("pack cannot be indexed", "pack", p.String(), "err", err)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := r.reconcileSnapshots(ctx); err != nil {
 		return err
