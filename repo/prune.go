@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/costor/costor/repo/id"
+	"github.com/costor/costor/repo/index"
 	"github.com/costor/costor/repo/pack"
 	"github.com/costor/costor/repo/storage"
 	"github.com/costor/costor/repo/tree"
@@ -212,8 +213,25 @@ type prunePlan struct {
 
 // planPrune sorts packs into keep, delete and repack. A blob counts as used
 // in a pack only if it is marked and the index locates it there: another
-// copy of it elsewhere is garbage.
+// copy of it elsewhere is garbage. Usage is summed per pack in one pass
+// over the locations and the marks side by side, so memory is bounded by
+// the number of packs, not blobs.
 func (r *Repository) planPrune(ctx context.Context, rep *PruneReport, opts PruneOptions) (*prunePlan, error) {
+	used := map[id.ID]usage{}
+	err := r.idx.ForEachBlobMarked(ctx, func(_ id.ID, loc index.Location, marked bool) error {
+		if marked {
+			u := used[loc.Pack]
+			u.blobs++
+			u.bytes += int64(loc.Length)
+			used[loc.Pack] = u
+		}
+		return nil
+	}, func(blob id.ID) error {
+		return fmt.Errorf("%w: blob %s is in use but the index has no location for it (a pack is missing or the index is stale); run `costor repair index` first", ErrPruneUnsafe, blob.Short())
+	})
+	if err != nil {
+		return nil, err
+	}
 	var packs []packInfo
 	if err := r.idx.ForEachPack(ctx, func(p id.ID, size int64, _ int) error {
 		packs = append(packs, packInfo{p, size})
@@ -223,18 +241,20 @@ func (r *Repository) planPrune(ctx context.Context, rep *PruneReport, opts Prune
 	}
 	plan := &prunePlan{}
 	for i, p := range packs {
-		used, unused, err := r.packUsage(ctx, p.id)
+		blobs, length, err := r.idx.PackLength(ctx, p.id)
 		if err != nil {
 			return nil, err
 		}
-		rep.BlobsUsed += used.blobs
+		u := used[p.id]
+		unused := usage{blobs: blobs - u.blobs, bytes: length - u.bytes}
+		rep.BlobsUsed += u.blobs
 		rep.BlobsUnused += unused.blobs
 		rep.BytesUnused += unused.bytes
 		switch {
-		case used.blobs == 0:
+		case u.blobs == 0:
 			plan.delete = append(plan.delete, p)
 			rep.PacksDeleted++
-		case float64(unused.bytes) > float64(used.bytes+unused.bytes)*opts.RepackPercent/100:
+		case float64(unused.bytes) > float64(length)*opts.RepackPercent/100:
 			plan.repack = append(plan.repack, p)
 			rep.PacksRepacked++
 		default:
@@ -250,26 +270,6 @@ func (r *Repository) planPrune(ctx context.Context, rep *PruneReport, opts Prune
 type usage struct {
 	blobs uint64
 	bytes int64
-}
-
-func (r *Repository) packUsage(ctx context.Context, packID id.ID) (used, unused usage, err error) {
-	entries, err := r.idx.PackBlobs(ctx, packID)
-	if err != nil {
-		return used, unused, err
-	}
-	for _, e := range entries {
-		live, err := r.liveIn(ctx, e.ID, packID)
-		if err != nil {
-			return used, unused, err
-		}
-		u := &unused
-		if live {
-			u = &used
-		}
-		u.blobs++
-		u.bytes += int64(e.Length)
-	}
-	return used, unused, nil
 }
 
 // liveIn reports whether blob is used and its indexed copy is in packID.

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -112,4 +113,77 @@ func (x *Index) Sync() error {
 		return fmt.Errorf("sync index: %w", err)
 	}
 	return nil
+}
+
+// ForEachBlobMarked calls fn for every located blob, in blob ID order, with
+// whether it is marked; and calls unlocated for every marked blob that has
+// no location. It walks the locations and the marks side by side (both are
+// sorted by blob ID): two sequential scans instead of a lookup per blob.
+func (x *Index) ForEachBlobMarked(ctx context.Context, fn func(blob id.ID, loc Location, marked bool) error, unlocated func(blob id.ID) error) error {
+	done := ctx.Done()
+	return x.db.View(func(txn *badger.Txn) error {
+		locs := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlob}, PrefetchValues: true, PrefetchSize: 256})
+		defer locs.Close()
+		marks := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixMark}})
+		defer marks.Close()
+		locs.Rewind()
+		marks.Rewind()
+		for locs.Valid() || marks.Valid() {
+			if err := checkDone(ctx, done); err != nil {
+				return err
+			}
+			var cmp int
+			switch {
+			case !locs.Valid():
+				cmp = 1
+			case !marks.Valid():
+				cmp = -1
+			default:
+				cmp = bytes.Compare(locs.Item().Key()[1:], marks.Item().Key()[1:])
+			}
+			if cmp > 0 {
+				blob, err := keyID(marks.Item().Key(), 0)
+				if err != nil {
+					return damagedError(x.dir, err.Error())
+				}
+				if err := unlocated(blob); err != nil {
+					return err
+				}
+				marks.Next()
+				continue
+			}
+			item := locs.Item()
+			blob, err := keyID(item.Key(), 0)
+			if err != nil {
+				return damagedError(x.dir, err.Error())
+			}
+			var loc Location
+			if err := item.Value(func(v []byte) error {
+				var derr error
+				loc, derr = decodeLocation(v)
+				return derr
+			}); err != nil {
+				return damagedError(x.dir, fmt.Sprintf("blob %s: %v", blob.Short(), err))
+			}
+			if err := fn(blob, loc, cmp == 0); err != nil {
+				return err
+			}
+			locs.Next()
+			if cmp == 0 {
+				marks.Next()
+			}
+		}
+		return nil
+	})
+}
+
+// PackLength sums the stored lengths of every blob a pack holds (copies
+// located elsewhere included): one prefix scan of the pack's blob list.
+func (x *Index) PackLength(ctx context.Context, packID id.ID) (blobs uint64, length int64, err error) {
+	err = x.scanPackBlobs(ctx, packID, true, func(e pack.Entry) error {
+		blobs++
+		length += int64(e.Length)
+		return nil
+	})
+	return blobs, length, err
 }
