@@ -58,6 +58,9 @@ type BackupOptions struct {
 	// Paths: files are read from the view and recorded under their
 	// original paths.
 	View SnapshotView
+	// Problems found before the walk (a filesystem the snapshot does not
+	// cover): recorded like unreadable paths, so the backup exits 3.
+	Problems []string
 }
 
 // SnapshotView is a read-only point-in-time view of the backup paths, made
@@ -198,6 +201,7 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 		sealJobs: make(chan *sealJob, 2*opts.Workers),
 	}
 	b.bufs.New = func() any { buf := make([]byte, 0, chunker.MinSize*2); return &buf }
+	b.errs = append(b.errs, opts.Problems...)
 	b.excludedDirs = map[[2]uint64]bool{}
 	for _, p := range opts.ExcludePaths {
 		if n, err := fsmeta.Lstat(p, filepath.Base(p)); err == nil {
@@ -211,6 +215,19 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 				return nil, fmt.Errorf("backup %s from the snapshot: %w", p, err)
 			}
 			b.viewRoots = append(b.viewRoots, viewRoot{original: p, view: v})
+		}
+		// Inside a snapshot an excluded directory has the snapshot's
+		// device: exclude its copy in the view too.
+		for _, p := range opts.ExcludePaths {
+			real, err := filepath.EvalSymlinks(p)
+			if err != nil {
+				continue
+			}
+			if src := b.src(real); src != real {
+				if n, err := fsmeta.Lstat(src, filepath.Base(src)); err == nil {
+					b.excludedDirs[[2]uint64{n.Device, n.Inode}] = true
+				}
+			}
 		}
 	}
 

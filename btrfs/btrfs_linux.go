@@ -154,11 +154,17 @@ func subvolumeRoot(mounts []mount, p string) (string, error) {
 // nestedSubvolumes lists the subvolumes below under, inside subvol (whose
 // path from the top level is topPath), except costor's own snapshots.
 func nestedSubvolumes(ctx context.Context, opts Options, subvol, topPath, under string) ([]*snap, error) {
-	all, err := opts.run(ctx, "btrfs", "subvolume", "list", subvol)
+	// -a: paths from the top level for every subvolume. Without it, when
+	// the mounted subvolume is not the top level (a distribution's "@"),
+	// btrfs-progs prints its children relative to it ("nested", not
+	// "@/nested"), they would not match topPath, and a nested subvolume
+	// would be backed up as the empty directory it is in the parent's
+	// snapshot.
+	all, err := opts.run(ctx, "btrfs", "subvolume", "list", "-a", subvol)
 	if err != nil {
 		return nil, err
 	}
-	ro, err := opts.run(ctx, "btrfs", "subvolume", "list", "-r", subvol)
+	ro, err := opts.run(ctx, "btrfs", "subvolume", "list", "-a", "-r", subvol)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/costor/costor/agent"
+	"github.com/costor/costor/btrfs"
 	"github.com/costor/costor/repo"
 	"github.com/costor/costor/repo/crypto"
 )
@@ -83,10 +84,24 @@ func runBackup(c *ucli.Context) error {
 	defer runPost(true) // on an early return; a no-op once it ran
 	method := "none"
 	var view fsView
+	var snapshotProblems []string
+	var problems []string
 	if adapter != nil {
 		// pre hook → snapshot → post hook → backup: an application paused by
 		// the hooks is paused only while the snapshot is taken.
-		view, err = takeSnapshot(ctx, e, adapter, paths)
+		view, problems, err = takeSnapshot(ctx, e, adapter, paths, c.Bool("one-file-system"))
+		if err != nil && c.String("snapshot") == "auto" && ctx.Err() == nil {
+			// auto promises a fallback: a user without the privileges
+			// (btrfs needs root) still gets a backup, said loudly.
+			e.info("warning: %v; backing up the live files instead (--snapshot none)", err)
+			adapter, err = nil, nil
+		}
+	}
+	if adapter != nil {
+		for _, p := range problems {
+			fmt.Fprintln(e.stderr, "warning: "+p)
+		}
+		snapshotProblems = problems
 		if perr := runPost(err != nil); perr != nil && err == nil {
 			err = perr
 		}
@@ -105,7 +120,10 @@ func runBackup(c *ucli.Context) error {
 		progress = &agent.Progress{}
 		stop = startProgress(e, progress, "backup")
 	}
-	opts.Paths, opts.Excludes, opts.ExcludePaths = paths, c.StringSlice("exclude"), []string{repoDir}
+	// The btrfs adapter's snapshot directory holds other runs' snapshots
+	// (whole copies of the volume): never part of a backup.
+	excludes := append(c.StringSlice("exclude"), btrfs.SnapshotDir)
+	opts.Paths, opts.Excludes, opts.ExcludePaths = paths, excludes, []string{repoDir}
 	opts.OneFileSystem, opts.Parent, opts.Method, opts.Progress = c.Bool("one-file-system"), parent, method, progress
 	opts.Warn = func(msg string) {
 		stop()
@@ -114,6 +132,7 @@ func runBackup(c *ucli.Context) error {
 	if view != nil {
 		opts.View = view
 	}
+	opts.Problems = snapshotProblems
 	res, err := agent.Backup(ctx, r, opts)
 	stop()
 	if perr := runPost(err != nil); perr != nil {

@@ -129,8 +129,14 @@ func chooseSnapshotMethod(e *env, method string, paths []string) (*fsAdapter, er
 	return nil, fmt.Errorf("--snapshot %s: not available on %s (methods here: %v)", method, runtime.GOOS, known)
 }
 
-// takeSnapshot removes leftovers of killed runs, then takes the view.
-func takeSnapshot(ctx context.Context, e *env, a *fsAdapter, paths []string) (fsView, error) {
+// takeSnapshot removes leftovers of killed runs, then takes the view. A
+// filesystem mounted below a backup path is not in that path's snapshot:
+// one the method can snapshot is snapshotted too; a pseudo filesystem
+// (proc, tmpfs…) stays the empty directory it is in the snapshot; any
+// other is returned as a problem to record, so the backup ends with exit
+// code 3 instead of silently holding an empty directory. With
+// --one-file-system those mounts are not backed up anyway.
+func takeSnapshot(ctx context.Context, e *env, a *fsAdapter, paths []string, oneFileSystem bool) (fsView, []string, error) {
 	removed, err := a.cleanup(ctx)
 	for _, r := range removed {
 		e.info("removed a %s snapshot left by an interrupted run: %s", a.name, r)
@@ -138,11 +144,29 @@ func takeSnapshot(ctx context.Context, e *env, a *fsAdapter, paths []string) (fs
 	if err != nil {
 		e.info("warning: could not check for leftover %s snapshots: %v", a.name, err)
 	}
-	v, err := a.take(ctx, paths)
-	if err != nil {
-		return nil, fmt.Errorf("--snapshot %s: %w", a.name, err)
+	roots := paths
+	var problems []string
+	if !oneFileSystem {
+		below, err := mountsBelow(paths)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--snapshot %s: list the filesystems mounted below %v: %w", a.name, paths, err)
+		}
+		for _, m := range below {
+			if pseudoFS[m.fstype] {
+				continue
+			}
+			if ok, _ := a.supported(m.path); ok {
+				roots = append(roots, m.path)
+				continue
+			}
+			problems = append(problems, fmt.Sprintf("%s: a %s filesystem mounted there is not in the %s snapshot and was not backed up; back it up separately, or use --snapshot none", m.path, m.fstype, a.name))
+		}
 	}
-	return v, nil
+	v, err := a.take(ctx, roots)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--snapshot %s: %w", a.name, err)
+	}
+	return v, problems, nil
 }
 
 // releaseSnapshot removes the view, also after Ctrl-C; a failure is loud

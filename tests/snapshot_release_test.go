@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -91,5 +92,69 @@ func TestSnapshotReleasedOnSignals(t *testing.T) {
 	}
 	if left := leftovers(); len(left) > 0 {
 		t.Errorf("after the next backup: snapshot subvolumes left: %v", left)
+	}
+}
+
+// TestBtrfsDistroLayout: the layout of Ubuntu or Fedora on btrfs — the
+// system in subvolume "@" (not the top level), a nested subvolume inside
+// it, "@home" mounted separately below it, and another filesystem (ext4)
+// mounted below too. A --snapshot btrfs backup must hold the files of the
+// nested subvolume and of @home, and must report (exit 3) the ext4 mount
+// its snapshot cannot cover, never back it up silently as empty.
+func TestBtrfsDistroLayout(t *testing.T) {
+	requireRoot(t)
+	top := btrfsVolume(t)
+	dev := strings.TrimSpace(mustExec(t, "findmnt", "-n", "-o", "SOURCE", top))
+	mustExec(t, "btrfs", "subvolume", "create", filepath.Join(top, "@"))
+	mustExec(t, "btrfs", "subvolume", "create", filepath.Join(top, "@", "nested"))
+	mustExec(t, "btrfs", "subvolume", "create", filepath.Join(top, "@home"))
+	root := filepath.Join(tempDir(t), "root")
+	mount := func(args ...string) {
+		t.Helper()
+		target := args[len(args)-1]
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, "mount", args...)
+		t.Cleanup(func() { _, _ = execProg(t, execOptions{}, "umount", target) })
+	}
+	mount("-o", "subvol=@", dev, root)
+	mount("-o", "subvol=@home", dev, filepath.Join(root, "home"))
+	img := filepath.Join(tempDir(t), "boot.img")
+	mustExec(t, "truncate", "-s", "32M", img)
+	mustExec(t, "mkfs.ext4", "-q", img)
+	mount("-o", "loop", img, filepath.Join(root, "boot"))
+	writeFile(t, filepath.Join(root, "etc", "hostname"), "distro\n")
+	writeFile(t, filepath.Join(root, "nested", "n1"), "in a nested subvolume\n")
+	writeFile(t, filepath.Join(root, "home", "alice", "h1"), "in @home\n")
+	writeFile(t, filepath.Join(root, "boot", "b1"), "on ext4\n")
+
+	s := newSandbox(t)
+	s.init()
+	stdout, stderr, code := s.costor("backup", "--snapshot", "btrfs", root)
+	if code != 3 {
+		t.Fatalf("backup: exit %d, want 3 (the ext4 mount is not covered)\nstderr:\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, filepath.Join(root, "boot")) {
+		t.Errorf("stderr does not name the uncovered mount %s:\n%s", filepath.Join(root, "boot"), stderr)
+	}
+	id := lastLine(t, stdout)
+	target := s.path("restored")
+	s.mustCostor("restore", id, "--target", target)
+	for rel, want := range map[string]string{
+		"etc/hostname": "distro\n", "nested/n1": "in a nested subvolume\n", "home/alice/h1": "in @home\n",
+	} {
+		if got := readFile(t, filepath.Join(target, root, rel)); got != want {
+			t.Errorf("%s restored as %q, want %q", rel, got, want)
+		}
+	}
+	subvols, err := btrfsSubvolumes(t, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range subvols {
+		if strings.Contains(p, "costor-") || strings.Contains(p, ".costor-snapshots") {
+			t.Errorf("snapshot left behind: %s", p)
+		}
 	}
 }
