@@ -16,12 +16,16 @@ func runHook(ctx context.Context, e *env, phase, command, status string) error {
 		return nil
 	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	killGroupOnCancel(cmd)
 	cmd.Stdout, cmd.Stderr = e.stderr, e.stderr
 	cmd.Env = append(os.Environ(), "COSTOR_HOOK="+phase)
 	if status != "" {
 		cmd.Env = append(cmd.Env, "COSTOR_BACKUP_STATUS="+status)
 	}
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("--%s-hook %q: %w", phase, command, ctx.Err())
+		}
 		return fmt.Errorf("--%s-hook %q failed: %w", phase, command, err)
 	}
 	return nil

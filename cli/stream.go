@@ -49,6 +49,7 @@ func runStreamBackup(c *ucli.Context, e *env) error {
 	if c.Bool("stdin-from-command") {
 		args := c.Args().Slice()
 		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+		killGroupOnCancel(cmd)
 		cmd.Stderr = e.stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {
