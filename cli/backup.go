@@ -103,7 +103,10 @@ func runBackup(c *ucli.Context) error {
 		}
 		snapshotProblems = problems
 		if perr := runPost(err != nil); perr != nil && err == nil {
-			err = perr
+			// The point-in-time view is good; only resuming the
+			// application failed. Keep the backup, and say so (exit 3).
+			fmt.Fprintln(e.stderr, "warning: "+perr.Error())
+			snapshotProblems = append(snapshotProblems, perr.Error())
 		}
 		if err != nil {
 			if view != nil {
@@ -135,18 +138,18 @@ func runBackup(c *ucli.Context) error {
 	opts.Problems = snapshotProblems
 	res, err := agent.Backup(ctx, r, opts)
 	stop()
-	if perr := runPost(err != nil); perr != nil {
-		if err == nil {
-			err = perr
-		} else {
+	perr := runPost(err != nil)
+	if err != nil {
+		if perr != nil {
 			e.info("warning: %v", perr)
 		}
-	}
-	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	if err := printBackup(e, res, parent); err != nil {
 		return err
+	}
+	if perr != nil {
+		return fmt.Errorf("snapshot %s saved, but %w", res.SnapshotID.Short(), perr)
 	}
 	if len(res.Errors) > 0 {
 		return partial(fmt.Errorf("snapshot %s saved, but %d path(s) could not be read (listed above and recorded in the snapshot)", res.SnapshotID.Short(), len(res.Errors)))

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 
 	ucli "github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/costor/costor/agent"
 )
@@ -24,6 +25,9 @@ func runStreamBackup(c *ucli.Context, e *env) error {
 	}
 	if c.Bool("stdin") && c.NArg() > 0 {
 		return errors.New("backup --stdin takes no PATH")
+	}
+	if c.Bool("stdin") && term.IsTerminal(int(os.Stdin.Fd())) {
+		return errors.New("backup --stdin: standard input is a terminal; pipe the data in (e.g. pg_dump mydb | costor backup --stdin --stdin-filename mydb.sql)")
 	}
 	host, err := hostname(c)
 	if err != nil {
@@ -90,6 +94,10 @@ func runStreamBackup(c *ucli.Context, e *env) error {
 	}
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
+	}
+	if res.Stats.Bytes == 0 {
+		// A failed producer upstream of a pipe looks exactly like this.
+		fmt.Fprintln(e.stderr, "warning: the stream was empty: the snapshot holds an empty file (did the command feeding the pipe fail?)")
 	}
 	return printBackup(e, res, nil)
 }

@@ -64,7 +64,10 @@ func (r *Repository) reconcile(ctx context.Context) error {
 	g.SetLimit(4)
 	for p, size := range stored {
 		g.Go(func() error {
-			if err := r.indexPack(ctx, p, size); err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: the next open indexes the rest
+			}
+			if err := r.indexPack(ctx, p, size); err != nil && ctx.Err() == nil {
 				r.log.Warn("pack cannot be indexed", "pack", p.String(), "err", err)
 			}
 			return nil
