@@ -30,6 +30,9 @@ var (
 	ErrIndexMissing = errors.New("the repository index is missing")
 	// ErrReadOnly: the credentials allow reading only (a recovery key).
 	ErrReadOnly = errors.New("opened read-only with a recovery key: writing needs the repository password")
+	// ErrMissingBlobs: a server refused a snapshot because it lacks blobs
+	// the snapshot references (Remote.Commit).
+	ErrMissingBlobs = errors.New("the server lacks blobs the snapshot references")
 )
 
 // Options say where a repository lives and how to treat other processes.
