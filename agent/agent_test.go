@@ -38,6 +38,8 @@ type testRepo struct {
 	keyer   *crypto.ChunkKeyer
 	hk      *repo.HostKey
 	backups agent.BackupOptions
+	// hostKey: the host key pair a server client was opened with.
+	hostKey *crypto.HostKey
 }
 
 func newTestRepo(t *testing.T, packSize int) *testRepo {

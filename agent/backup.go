@@ -128,6 +128,9 @@ type backuper struct {
 	files, dirs, bytes                atomic.Uint64
 	filesNew, filesChanged, filesSame atomic.Uint64
 	blobsAdded, bytesAdded            atomic.Uint64
+	// statsAtStart: the repository's BlobStats when the backup began; the
+	// snapshot's added counts are the difference at its end.
+	statsAtStart repo.BlobStats
 	viewRoots                         []viewRoot
 	// excludedDirs are ExcludePaths as (device, inode): the repository is
 	// skipped even when reached through a symlink or a bind mount.
@@ -196,7 +199,7 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	b := &backuper{
-		repo: r, opts: opts, cancel: cancel,
+		repo: r, opts: opts, cancel: cancel, statsAtStart: r.BlobStats(),
 		fileJobs: make(chan *fileJob, 4*opts.Workers),
 		sealJobs: make(chan *sealJob, 2*opts.Workers),
 	}
@@ -263,10 +266,16 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 func (b *backuper) saveSnapshot(ctx context.Context, start time.Time, paths []string, rootTree id.ID) (*BackupResult, error) {
 	opts := b.opts
 	res := &BackupResult{Time: start, Errors: b.errs, Changed: b.changed}
+	// What was added is known exactly only once every blob is stored: a
+	// server may already hold what SaveBlob could not know about.
+	if err := b.repo.Flush(ctx); err != nil {
+		return nil, err
+	}
+	added := b.repo.BlobStats()
 	res.Stats = snapshot.Stats{
 		Files: b.files.Load(), Dirs: b.dirs.Load(), Bytes: b.bytes.Load(),
 		FilesNew: b.filesNew.Load(), FilesChanged: b.filesChanged.Load(), FilesSame: b.filesSame.Load(),
-		BlobsAdded: b.blobsAdded.Load(), BytesAdded: b.bytesAdded.Load(),
+		BlobsAdded: added.Blobs - b.statsAtStart.Blobs, BytesAdded: added.Bytes - b.statsAtStart.Bytes,
 	}
 	det := &snapshot.Details{
 		Paths: paths, Tree: rootTree, Hostname: opts.Hostname, Username: opts.Username,

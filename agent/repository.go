@@ -21,6 +21,12 @@ type Repository interface {
 	ReadChunk(ctx context.Context, c tree.Chunk, dst []byte) ([]byte, error)
 	SaveTree(ctx context.Context, hk *repo.HostKey, t *tree.Tree) (id.ID, error)
 	LoadTree(ctx context.Context, hk *repo.HostKey, treeID id.ID) (*tree.Tree, error)
+	// Flush makes every saved blob durable.
+	Flush(ctx context.Context) error
+	// BlobStats says what this process added so far. After Flush it is
+	// exact also where SaveBlob could only guess (a server that another
+	// machine's identical data reached first).
+	BlobStats() repo.BlobStats
 	// SaveSnapshot makes all blobs durable, then writes the record.
 	SaveSnapshot(ctx context.Context, hk *repo.HostKey, pub snapshot.Public, det *snapshot.Details) (id.ID, error)
 }

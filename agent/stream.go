@@ -37,7 +37,7 @@ func BackupStream(ctx context.Context, r Repository, opts BackupOptions, name st
 	start := opts.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	b := &backuper{repo: r, opts: opts, cancel: cancel, sealJobs: make(chan *sealJob, 2*opts.Workers)}
+	b := &backuper{repo: r, opts: opts, cancel: cancel, statsAtStart: r.BlobStats(), sealJobs: make(chan *sealJob, 2*opts.Workers)}
 	b.bufs.New = func() any { buf := make([]byte, 0, chunker.MinSize*2); return &buf }
 	var sealers sync.WaitGroup
 	for range opts.Workers {

@@ -143,6 +143,9 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 	if !r.keys.full {
 		return false, ErrReadOnly
 	}
+	if r.rblobs != nil {
+		return r.rblobs.save(ctx, t, blobID, sealed, rawLength)
+	}
 	w := r.blobs
 	if err := w.firstErr(); err != nil {
 		return false, err
@@ -218,6 +221,9 @@ func finish(pw *pack.Writer) (*finishedPack, error) {
 
 // Flush writes every pending blob into durable, indexed packs.
 func (r *Repository) Flush(ctx context.Context) error {
+	if r.rblobs != nil {
+		return r.rblobs.flush(ctx)
+	}
 	if r.blobs == nil || !r.keys.full {
 		return nil
 	}
@@ -255,6 +261,9 @@ func (r *Repository) Flush(ctx context.Context) error {
 
 // BlobStats returns what this process has added so far.
 func (r *Repository) BlobStats() BlobStats {
+	if r.rblobs != nil {
+		return r.rblobs.blobStats()
+	}
 	r.blobs.mu.Lock()
 	defer r.blobs.mu.Unlock()
 	return r.blobs.stats
@@ -268,6 +277,16 @@ func (w *blobWriter) close() error {
 
 // LoadBlob returns the sealed bytes of a blob, verified against its ID.
 func (r *Repository) LoadBlob(ctx context.Context, blobID id.ID) ([]byte, error) {
+	if r.remote != nil {
+		buf, err := r.remote.LoadBlob(ctx, blobID)
+		if err != nil {
+			return nil, fmt.Errorf("blob %s: %w", blobID.Short(), err)
+		}
+		if id.Hash(buf) != blobID {
+			return nil, fmt.Errorf("blob %s from the server: %w (the server's copy is damaged; run `costor check --read-data`)", blobID.Short(), ErrBlobCorrupt)
+		}
+		return buf, nil
+	}
 	loc, ok, err := r.idx.Lookup(ctx, blobID)
 	if err != nil {
 		return nil, fmt.Errorf("look up blob %s: %w", blobID.Short(), err)
@@ -289,6 +308,29 @@ func (r *Repository) loadAt(ctx context.Context, blobID id.ID, loc index.Locatio
 	return buf, nil
 }
 
+// sealedBytes reads a blob's sealed bytes without verifying them, from the
+// server or from a local pack; where names the place for error messages.
+// rawLength is the plaintext length the index recorded, or 0 if unknown (a
+// server does not tell; the AEAD tag still authenticates what it sends).
+func (r *Repository) sealedBytes(ctx context.Context, blobID id.ID) (sealed []byte, where string, rawLength uint32, err error) {
+	if r.remote != nil {
+		buf, err := r.remote.LoadBlob(ctx, blobID)
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("blob %s: %w", blobID.Short(), err)
+		}
+		return buf, "on the server", 0, nil
+	}
+	loc, ok, err := r.idx.Lookup(ctx, blobID)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("look up blob %s: %w", blobID.Short(), err)
+	}
+	if !ok {
+		return nil, "", 0, fmt.Errorf("blob %s: %w", blobID.Short(), ErrBlobNotFound)
+	}
+	buf, err := r.readAt(ctx, blobID, loc)
+	return buf, "in pack " + loc.Pack.Short(), loc.RawLength, err
+}
+
 // readAt reads a blob's sealed bytes without verifying them; callers
 // authenticate them by opening (AEAD) or by hashing.
 func (r *Repository) readAt(ctx context.Context, blobID id.ID, loc index.Location) ([]byte, error) {
@@ -306,6 +348,9 @@ func (r *Repository) readAt(ctx context.Context, blobID id.ID, loc index.Locatio
 // HasBlob reports whether the repository holds a blob, counting blobs
 // pending in this process.
 func (r *Repository) HasBlob(ctx context.Context, blobID id.ID) (bool, error) {
+	if r.rblobs != nil {
+		return r.rblobs.has(ctx, blobID)
+	}
 	if r.blobs != nil {
 		r.blobs.mu.Lock()
 		_, pending := r.blobs.inflight[blobID]

@@ -42,6 +42,9 @@ type CheckReport struct {
 func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
 	rep := &CheckReport{DamagedPacks: map[id.ID][]id.ID{}}
 	bad := map[id.ID]string{} // blob → why
+	if r.remote != nil {
+		return r.checkRemote(ctx, opts, rep)
+	}
 	if opts.ReadDataPercent > 0 {
 		if err := r.checkPacks(ctx, opts, rep, bad); err != nil {
 			return nil, err

@@ -44,20 +44,13 @@ func OpenChunk(c tree.Chunk, sealed, dst []byte) ([]byte, error) {
 // against the ID: the AEAD tag in OpenChunk already authenticates them, and
 // the hash was a second full pass over every byte read.
 func (r *Repository) ReadChunk(ctx context.Context, c tree.Chunk, dst []byte) ([]byte, error) {
-	loc, ok, err := r.idx.Lookup(ctx, c.ID)
-	if err != nil {
-		return nil, fmt.Errorf("look up blob %s: %w", c.ID.Short(), err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("blob %s: %w", c.ID.Short(), ErrBlobNotFound)
-	}
-	sealed, err := r.readAt(ctx, c.ID, loc)
+	sealed, where, _, err := r.sealedBytes(ctx, c.ID)
 	if err != nil {
 		return nil, err
 	}
 	out, err := OpenChunk(c, sealed, dst)
 	if err != nil {
-		return nil, fmt.Errorf("%w (in pack %s; run `costor check --read-data`)", err, loc.Pack.Short())
+		return nil, fmt.Errorf("%w (%s; run `costor check --read-data`)", err, where)
 	}
 	return out, nil
 }
@@ -103,22 +96,15 @@ func (r *Repository) LoadTree(ctx context.Context, hk *HostKey, treeID id.ID) (*
 }
 
 func (r *Repository) loadTreeBytes(ctx context.Context, hk *HostKey, treeID id.ID) ([]byte, error) {
-	loc, ok, err := r.idx.Lookup(ctx, treeID)
-	if err != nil {
-		return nil, fmt.Errorf("look up tree %s: %w", treeID.Short(), err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("tree %s: %w", treeID.Short(), ErrBlobNotFound)
-	}
-	sealed, err := r.readAt(ctx, treeID, loc)
+	sealed, where, rawLength, err := r.sealedBytes(ctx, treeID)
 	if err != nil {
 		return nil, err
 	}
 	framed, err := hk.SIV.OpenAuthenticated(nil, sealed)
 	if err != nil {
-		return nil, fmt.Errorf("decrypt tree %s in pack %s: %w: %w", treeID.Short(), loc.Pack.Short(), ErrBlobCorrupt, err)
+		return nil, fmt.Errorf("decrypt tree %s %s: %w: %w", treeID.Short(), where, ErrBlobCorrupt, err)
 	}
-	limit := int(loc.RawLength)
+	limit := int(rawLength)
 	if limit <= 0 || limit > maxTreeSize {
 		limit = maxTreeSize
 	}

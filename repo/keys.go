@@ -17,13 +17,27 @@ type keyring struct {
 	org      crypto.Key
 	pack     crypto.Key
 	recovery *crypto.PrivateKey
-	host     *crypto.HostKey
+	// recoveryPublic receives every new host envelope; set whenever the
+	// credentials may write.
+	recoveryPublic crypto.PublicKey
+	host           *crypto.HostKey
 }
 
 func unlock(ctx context.Context, st storage.Storage, creds Credentials) (keyring, error) {
 	k := keyring{host: creds.Host}
 	if creds.Recovery != nil {
 		k.recovery = creds.Recovery
+	}
+	if creds.Org != nil {
+		// A client of a site server: it may seal new data with the
+		// organisation's secret, but holds no pack key (the server packs)
+		// and no recovery private key.
+		k.full = true
+		k.org = creds.Org.Secret
+		k.recoveryPublic = creds.Org.RecoveryPublic
+		return k, nil
+	}
+	if creds.Recovery != nil {
 		return k, nil
 	}
 	if len(creds.Password) == 0 {
@@ -56,7 +70,7 @@ func unlock(ctx context.Context, st storage.Storage, creds Credentials) (keyring
 			continue
 		}
 		rec := rk.Recovery
-		return keyring{full: true, org: rk.OrgSecret, pack: rk.PackKey, recovery: &rec, host: creds.Host}, nil
+		return keyring{full: true, org: rk.OrgSecret, pack: rk.PackKey, recovery: &rec, recoveryPublic: rec.Public(), host: creds.Host}, nil
 	}
 	if lastErr != nil {
 		return k, lastErr
@@ -131,6 +145,11 @@ func (r *Repository) HostKeyFor(ctx context.Context, host string) (*HostKey, err
 	if !r.keys.full {
 		return nil, fmt.Errorf("host %q has no key in this repository: %w", host, ErrReadOnly)
 	}
+	if r.remote != nil && own == nil {
+		// A data key only the recovery key could open would leave this
+		// client unable to read its own backups back.
+		return nil, fmt.Errorf("backing up host %q to a server needs that host's key pair (--host-key)", host)
+	}
 	var dataKey crypto.Key
 	if own != nil {
 		dataKey = *own
@@ -140,7 +159,7 @@ func (r *Repository) HostKeyFor(ctx context.Context, host string) (*HostKey, err
 			return nil, err
 		}
 	}
-	recipients := []crypto.PublicKey{r.keys.recovery.Public()}
+	recipients := []crypto.PublicKey{r.keys.recoveryPublic}
 	if own != nil {
 		recipients = append(recipients, r.keys.host.Private.Public())
 	}

@@ -21,6 +21,14 @@ import (
 // packs a killed process saved but never indexed are read in, and packs or
 // snapshots that are gone are dropped.
 func (r *Repository) reconcile(ctx context.Context) error {
+	if r.remote != nil {
+		// The server keeps its own index of packs; a client caches only
+		// snapshot records and the version history.
+		if err := r.reconcileSnapshots(ctx); err != nil {
+			return err
+		}
+		return r.EnsureVersions(ctx)
+	}
 	if c, ok := r.st.(interface {
 		CleanTemp(context.Context, time.Duration) error
 	}); ok && !r.cache {

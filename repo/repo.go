@@ -58,6 +58,11 @@ type Options struct {
 	// own index. Such a repository never writes to storage and does not
 	// hold the repository lock, so backups go on while it reads.
 	CacheIndex bool
+	// Remote, if set, is a site server holding the repository's blobs:
+	// Storage is then the same server's object store (config, host
+	// envelopes, snapshot records), IndexDir a private cache of this
+	// client, and no local pack is ever written.
+	Remote Remote
 }
 
 // Credentials unlock a repository. Password opens the repository key file
@@ -66,6 +71,10 @@ type Options struct {
 type Credentials struct {
 	Password []byte
 	Recovery *crypto.PrivateKey
+	// Org, the organisation key, lets a client of a site server (which
+	// holds no key file) seal new data: chunk keys, the chunker
+	// polynomial and envelopes to the recovery key.
+	Org *crypto.OrgKey
 	// Host, if set, is this machine's key pair: added as a recipient of new
 	// host envelopes and usable to read its own host's snapshots.
 	Host *crypto.HostKey
@@ -84,6 +93,9 @@ type Repository struct {
 	closeCtx context.Context
 
 	blobs *blobWriter
+	// remote, rblobs: a site server's repository (Options.Remote).
+	remote Remote
+	rblobs *remoteWriter
 	// cache: the index is a reader's private cache (Options.CacheIndex);
 	// packKey reads pack headers to fill it.
 	cache   bool
@@ -212,13 +224,27 @@ func Open(ctx context.Context, opts Options, creds Credentials) (*Repository, er
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", st.Location(), err)
 	}
-	r := &Repository{st: st, cfg: cfg, log: log, keys: keys, hostKeys: map[string]*HostKey{}, closeCtx: context.WithoutCancel(ctx), cache: opts.CacheIndex}
-	if opts.CacheIndex {
+	r := &Repository{st: st, cfg: cfg, log: log, keys: keys, hostKeys: map[string]*HostKey{}, closeCtx: context.WithoutCancel(ctx), cache: opts.CacheIndex, remote: opts.Remote}
+	if opts.CacheIndex && r.remote == nil {
 		r.keys.full = false // a reader: never writes to storage
 		r.packKey = keys.pack
 	}
+	if r.remote != nil {
+		// A client's index is its private cache; the server is the truth.
+		opts.CacheIndex = true
+		r.cache = true
+		if err := os.MkdirAll(opts.IndexDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create cache index %s: %w", opts.IndexDir, err)
+		}
+	}
 	if err := r.openIndex(ctx, opts); err != nil {
 		return nil, err
+	}
+	if r.remote != nil {
+		if err := r.idx.ClearStored(ctx); err != nil {
+			r.idx.Close()
+			return nil, err
+		}
 	}
 	if !opts.CacheIndex {
 		if err := r.writeLock(ctx, opts.Command); err != nil {
@@ -230,7 +256,11 @@ func Open(ctx context.Context, opts Options, creds Credentials) (*Repository, er
 		r.Close()
 		return nil, err
 	}
-	r.blobs = newBlobWriter(r)
+	if r.remote != nil {
+		r.rblobs = newRemoteWriter(r)
+	} else {
+		r.blobs = newBlobWriter(r)
+	}
 	return r, nil
 }
 
@@ -342,6 +372,9 @@ func (r *Repository) Close() error {
 	var errs []error
 	if r.blobs != nil {
 		errs = append(errs, r.blobs.close())
+	}
+	if r.rblobs != nil {
+		errs = append(errs, r.rblobs.close())
 	}
 	if r.lockID != "" {
 		errs = append(errs, r.st.Remove(r.closeCtx, storage.Handle{Kind: storage.KindLocks, Name: r.lockID}))

@@ -44,7 +44,11 @@ func (r *Repository) SaveSnapshot(ctx context.Context, hk *HostKey, pub snapshot
 		return id.ID{}, fmt.Errorf("encode snapshot: %w", err)
 	}
 	snapID := id.Hash(data)
-	if err := saveBytes(ctx, r.st, snapshotHandle(snapID), data); err != nil {
+	if r.remote != nil {
+		if err := r.commitRemote(ctx, data); err != nil {
+			return id.ID{}, fmt.Errorf("commit snapshot %s: %w", snapID.Short(), err)
+		}
+	} else if err := saveBytes(ctx, r.st, snapshotHandle(snapID), data); err != nil {
 		return id.ID{}, err
 	}
 	if err := r.idx.PutSnapshot(ctx, snapID, data); err != nil {
@@ -133,7 +137,8 @@ func (r *Repository) Details(ctx context.Context, s Snapshot) (*snapshot.Details
 // ForgetSnapshot deletes a snapshot record. The data it alone referenced
 // stays until a prune removes it.
 func (r *Repository) ForgetSnapshot(ctx context.Context, snapID id.ID) error {
-	if !r.keys.full {
+	// A server decides by the caller's token, not by its keys.
+	if !r.keys.full && r.remote == nil {
 		return ErrReadOnly
 	}
 	if err := r.st.Remove(ctx, snapshotHandle(snapID)); err != nil && !errors.Is(err, storage.ErrNotExist) {

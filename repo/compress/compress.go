@@ -83,12 +83,19 @@ func Decode(dst, src []byte, maxLen int) ([]byte, error) {
 		return append(dst, src[1:]...), nil
 	case flagZstd:
 		start := len(dst)
-		if cap(dst)-start < maxLen {
-			grown := make([]byte, start, start+maxLen)
+		// Reserve what the frame will likely need, not the whole limit: a
+		// caller that knows no exact length passes a large one (1 GiB for
+		// trees), and reserving it would cost that much per call.
+		want := maxLen
+		if guess := 16*len(src) + 64<<10; guess < want {
+			want = guess
+		}
+		if cap(dst)-start < want {
+			grown := make([]byte, start, start+want)
 			copy(grown, dst)
 			dst = grown
 		}
-		out, err := dec().DecodeAll(src[1:], dst[:start:start+maxLen])
+		out, err := dec().DecodeAll(src[1:], dst[:start])
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
