@@ -131,7 +131,7 @@ type backuper struct {
 	// statsAtStart: the repository's BlobStats when the backup began; the
 	// snapshot's added counts are the difference at its end.
 	statsAtStart repo.BlobStats
-	viewRoots                         []viewRoot
+	viewRoots    []viewRoot
 	// excludedDirs are ExcludePaths as (device, inode): the repository is
 	// skipped even when reached through a symlink or a bind mount.
 	excludedDirs map[[2]uint64]bool
