@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	ucli "github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -35,12 +34,12 @@ func NewApp() *ucli.App {
 		EnableBashCompletion: true,
 		ExitErrHandler:       func(*ucli.Context, error) {}, // main prints and exits
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "repo", Aliases: []string{"r"}, EnvVars: []string{"COSTOR_REPO"}, Usage: "repository: a local directory (default: your own, under $XDG_DATA_HOME/costor)"},
+			&ucli.StringFlag{Name: "repo", Aliases: []string{"r"}, EnvVars: []string{"COSTOR_REPO"}, Usage: "repository: a local directory (default: your own, under $XDG_DATA_HOME/costor), or https://HOST:PORT for a server"},
 			&ucli.StringFlag{Name: "password-file", EnvVars: []string{"COSTOR_PASSWORD_FILE"}, Usage: "read the repository password from `FILE` (or set COSTOR_PASSWORD)"},
-			&ucli.StringFlag{Name: "token-file", EnvVars: []string{"COSTOR_TOKEN_FILE"}, Usage: "token for a server"},
-			&ucli.StringFlag{Name: "cacert", EnvVars: []string{"COSTOR_CACERT"}, Usage: "PEM certificate to trust for a server"},
-			&ucli.StringFlag{Name: "tls-fingerprint", Usage: "server certificate fingerprint (SHA256:…)"},
-			&ucli.StringFlag{Name: "org-key", EnvVars: []string{"COSTOR_ORG_KEY_FILE"}, Usage: "organisation key `FILE`"},
+			&ucli.StringFlag{Name: "token-file", EnvVars: []string{"COSTOR_TOKEN_FILE"}, Usage: "read the token for a server from `FILE` (or set COSTOR_TOKEN to the token itself)"},
+			&ucli.StringFlag{Name: "cacert", EnvVars: []string{"COSTOR_CACERT"}, Usage: "trust the server whose certificate is `FILE` (PEM: the server's DATA/tls/cert.pem)"},
+			&ucli.StringFlag{Name: "tls-fingerprint", Usage: "trust the server whose certificate has this `SHA256:…` fingerprint (printed by `costor server` at start)"},
+			&ucli.StringFlag{Name: "org-key", EnvVars: []string{"COSTOR_ORG_KEY_FILE"}, Usage: "organisation key `FILE` (from `costor key init`): needed to back up to or read from a server"},
 			&ucli.StringFlag{Name: "host-key", EnvVars: []string{"COSTOR_HOST_KEY_FILE"}, Usage: "this host's key pair `FILE` (default: under your config directory, created on first use)"},
 			&ucli.StringFlag{Name: "recovery-key", EnvVars: []string{"COSTOR_RECOVERY_KEY_FILE"}, Usage: "admin recovery key `FILE` (unlocked with the password): read any host's snapshots"},
 			&ucli.BoolFlag{Name: "json", Usage: "machine-readable output on stdout"},
@@ -50,6 +49,7 @@ func NewApp() *ucli.App {
 		Commands: []*ucli.Command{
 			initCommand(), keyCommand(), backupCommand(), snapshotsCommand(), lsCommand(),
 			diffCommand(), dumpCommand(), restoreCommand(), checkCommand(), repairCommand(), pruneCommand(), versionsCommand(), mountCommand(), forgetCommand(),
+			serverCommand(), tokenCommand(), auditCommand(),
 		},
 	}
 	withGlobalFlags(app.Flags, app.Commands)
@@ -62,6 +62,8 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
+	// server is the connection to a site server, once one is made.
+	server *serverConn
 }
 
 func newEnv(c *ucli.Context) *env {
@@ -85,12 +87,15 @@ func (e *env) info(format string, args ...any) {
 	}
 }
 
-// repoLocation returns the repository directory and whether it is the
-// user's embedded default.
+// repoLocation returns the local repository directory and whether it is
+// the user's embedded default. A server (https://…) is not a directory:
+// commands that work on one check remoteURL first.
 func (e *env) repoLocation() (string, bool, error) {
 	loc := e.c.String("repo")
-	if strings.HasPrefix(loc, "https://") || strings.HasPrefix(loc, "http://") {
-		return "", false, fmt.Errorf("repository %s: server repositories are not supported by this build yet; use a local directory", loc)
+	if u, remote, err := remoteURL(loc); err != nil {
+		return "", false, err
+	} else if remote {
+		return "", false, fmt.Errorf("repository %s is a server: this command works on a local repository only (a server creates, checks and repairs its own repository)", u)
 	}
 	if loc != "" {
 		abs, err := filepath.Abs(loc)
@@ -200,15 +205,9 @@ func (e *env) openOptions(dir, command string, create bool) (repo.Options, error
 	if err != nil {
 		return repo.Options{}, err
 	}
-	// A backup waits as long as it takes (a long restore or check --read-data
-	// holds the repository for hours, and a scheduled backup that gives up
-	// is a missed backup); everything else gives up after 10 minutes.
-	wait := 10 * time.Minute
-	if command == "backup" {
-		wait = 24 * time.Hour
-	}
+	// A long restore or check --read-data holds the repository for hours.
 	return repo.Options{
-		Storage: st, IndexDir: filepath.Join(dir, "index"), Logger: e.log, Command: command, LockWait: wait,
+		Storage: st, IndexDir: filepath.Join(dir, "index"), Logger: e.log, Command: command, LockWait: lockWait(command),
 		OnWait: func(holder string) {
 			e.info("waiting for the repository, held by %s (Ctrl-C to stop)", holder)
 		},
@@ -223,7 +222,14 @@ func (e *env) openRepo(ctx context.Context, command string) (*repo.Repository, e
 
 // openRepoWithHostKey opens the repository with this host's key pair as an
 // extra credential (a backup seals its trees with a key derived from it).
+// A server repository (--repo https://…) is opened through its client.
 func (e *env) openRepoWithHostKey(ctx context.Context, command string, hostKey *crypto.HostKey) (*repo.Repository, error) {
+	if u, remote, err := remoteURL(e.c.String("repo")); err != nil {
+		return nil, err
+	} else if remote {
+		r, _, err := e.openRemote(ctx, u, remoteOpen{command: command, purpose: purposeClient, hostKey: hostKey})
+		return r, err
+	}
 	dir, isDefault, err := e.repoLocation()
 	if err != nil {
 		return nil, err
@@ -305,27 +311,41 @@ func readHostKey(f string) (*crypto.HostKey, error) {
 	return &hk, nil
 }
 
-// hostKeyForBackup loads --host-key, or this machine's default host key
-// file, creating it on first use. The key is bound to the machine's own
-// hostname; a backup under another --host does not use it.
-func (e *env) hostKeyForBackup() (*crypto.HostKey, error) {
-	if f := e.c.String("host-key"); f != "" {
-		return readHostKey(f)
-	}
+// defaultHostKeyFile is where this machine's own host key lives.
+func defaultHostKeyFile() (string, error) {
 	d, err := configDir()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	f := filepath.Join(d, "host.key")
+	return filepath.Join(d, "host.key"), nil
+}
+
+// hostKeyForBackup loads --host-key, or this machine's default host key
+// file, creating either on first use. A new --host-key file is bound to
+// host (--host or the hostname); the default file to the machine's own
+// hostname, so a local backup under another --host does not use it.
+func (e *env) hostKeyForBackup(host string) (*crypto.HostKey, error) {
+	f := e.c.String("host-key")
+	if f == "" {
+		var err error
+		if f, err = defaultHostKeyFile(); err != nil {
+			return nil, err
+		}
+		if host, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("find this machine's hostname for its host key: %w", err)
+		}
+	}
 	if hk, err := readHostKey(f); err == nil {
 		return hk, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	host, err := os.Hostname()
-	if err != nil {
-		return nil, fmt.Errorf("find this machine's hostname for its host key: %w", err)
-	}
+	return createHostKey(f, host)
+}
+
+// createHostKey makes a new host key pair for host in the file f (0600,
+// crash-safe, never overwriting one).
+func createHostKey(f, host string) (*crypto.HostKey, error) {
 	priv, _, err := crypto.GenerateKeyPair()
 	if err != nil {
 		return nil, err

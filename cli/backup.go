@@ -73,6 +73,13 @@ func runBackup(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	if parent != nil {
+		// On a server: fetch what the parent references, so unchanged
+		// files are reused without asking the server about each blob.
+		if err := r.PrepareParent(ctx, parent.ID); err != nil {
+			return fmt.Errorf("backup: parent snapshot %s: %w", parent.ID.Short(), err)
+		}
+	}
 	adapter, err := chooseSnapshotMethod(e, c.String("snapshot"), paths)
 	if err != nil {
 		return err
@@ -158,8 +165,14 @@ func runBackup(c *ucli.Context) error {
 }
 
 // openOrCreateForBackup opens the repository; the embedded default is
-// created on the first backup.
-func (e *env) openOrCreateForBackup(ctx context.Context, hostKey *crypto.HostKey) (*repo.Repository, string, error) {
+// created on the first backup. It returns the directory a backup must
+// never include: the repository, or a server's local index.
+func (e *env) openOrCreateForBackup(ctx context.Context, host string, hostKey *crypto.HostKey) (*repo.Repository, string, error) {
+	if u, remote, err := remoteURL(e.c.String("repo")); err != nil {
+		return nil, "", err
+	} else if remote {
+		return e.openRemote(ctx, u, remoteOpen{command: "backup", purpose: purposeClient, backupHost: host, hostKey: hostKey})
+	}
 	dir, isDefault, err := e.repoLocation()
 	if err != nil {
 		return nil, "", err
@@ -259,11 +272,26 @@ func printBackup(e *env, res *agent.BackupResult, parent *agent.Parent) error {
 func backupBase(c *ucli.Context, e *env, host string) (*repo.Repository, string, agent.BackupOptions, error) {
 	ctx := c.Context
 	var opts agent.BackupOptions
-	hostKey, err := e.hostKeyForBackup()
+	if u, remote, err := remoteURL(c.String("repo")); err != nil {
+		return nil, "", opts, err
+	} else if remote {
+		// Refuse a token that may not write host before making a key or
+		// reading any file.
+		s, err := e.dialServer(ctx, u)
+		if err != nil {
+			return nil, "", opts, err
+		}
+		if err := checkBackupToken(s.who, host); err != nil {
+			e.closeServer()
+			return nil, "", opts, err
+		}
+	}
+	hostKey, err := e.hostKeyForBackup(host)
 	if err != nil {
+		e.closeServer()
 		return nil, "", opts, err
 	}
-	r, repoDir, err := e.openOrCreateForBackup(ctx, hostKey)
+	r, repoDir, err := e.openOrCreateForBackup(ctx, host, hostKey)
 	if err != nil {
 		return nil, "", opts, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/costor/costor/repo"
 	"github.com/costor/costor/repo/id"
 	"github.com/costor/costor/repo/retention"
+	"github.com/costor/costor/server/api"
 )
 
 // pruneAfterForget runs the prune of `forget --prune`; a variable so that
@@ -90,6 +91,11 @@ func runForget(c *ucli.Context) error {
 		return err
 	}
 	defer r.Close()
+	if s := e.server; s != nil && s.who.Role != api.RoleAdmin && !c.Bool("dry-run") {
+		// The server refuses it anyway; saying so first removes nothing
+		// halfway.
+		return fmt.Errorf("forget on a server needs an admin token; the token %q is %s (agents are append-only)", s.who.Name, tokenDesc(s.who))
+	}
 
 	var groups []forgetGroup
 	if len(args) > 0 {

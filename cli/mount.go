@@ -64,7 +64,15 @@ func mountCommand() *ucli.Command {
 // user's cache directory, so that backups keep running while it is mounted.
 // With only a recovery key (no pack key to read pack headers into a cache)
 // it opens the repository's own index, holding the repository meanwhile.
+// On a server the mount has a cache index of its own beside the one other
+// commands use, so that they run while it is mounted.
 func (e *env) openForMount(ctx context.Context) (*repo.Repository, error) {
+	if u, remote, err := remoteURL(e.c.String("repo")); err != nil {
+		return nil, err
+	} else if remote {
+		r, _, err := e.openRemote(ctx, u, remoteOpen{command: "mount", purpose: purposeMount})
+		return r, err
+	}
 	if e.c.String("recovery-key") != "" {
 		return e.openRepo(ctx, "mount")
 	}

@@ -9,6 +9,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/costor/costor/repo"
+	"github.com/costor/costor/server/api"
 )
 
 func pruneCommand() *ucli.Command {
@@ -21,6 +22,18 @@ func pruneCommand() *ucli.Command {
 		},
 		Action: func(c *ucli.Context) error {
 			e := newEnv(c)
+			if _, remote, err := remoteURL(c.String("repo")); err != nil {
+				return err
+			} else if remote {
+				// The server knows what every snapshot references: it
+				// prunes without any key, so none is asked for.
+				s, err := e.serverForAdmin(c.Context, "prune")
+				if err != nil {
+					return err
+				}
+				defer e.closeServer()
+				return runServerPrune(c, e, s)
+			}
 			r, err := e.openRepo(c.Context, "prune")
 			if err != nil {
 				return err
@@ -32,6 +45,9 @@ func pruneCommand() *ucli.Command {
 }
 
 func runPrune(c *ucli.Context, e *env, r *repo.Repository) error {
+	if r.IsRemote() && e.server != nil {
+		return runServerPrune(c, e, e.server)
+	}
 	opts := repo.PruneOptions{DryRun: c.Bool("dry-run")}
 	if s := c.String("repack-threshold"); s != "" {
 		v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
@@ -72,5 +88,37 @@ func runPrune(c *ucli.Context, e *env, r *repo.Repository) error {
 	} else {
 		e.info("%s %s", verb, humanBytes(uint64(max(rep.BytesFreed, 0))))
 	}
+	return nil
+}
+
+// runServerPrune asks the server to prune and prints what it did.
+func runServerPrune(c *ucli.Context, e *env, s *serverConn) error {
+	dryRun := c.Bool("dry-run")
+	if c.IsSet("repack-threshold") {
+		e.info("warning: --repack-threshold is ignored on a server, which chooses its own")
+	}
+	if e.showProgress() {
+		fmt.Fprint(e.stderr, "prune: the server is pruning…")
+	}
+	res, err := s.client.Prune(c.Context, api.PruneRequest{DryRun: dryRun})
+	if e.showProgress() {
+		fmt.Fprint(e.stderr, "\r\x1b[K")
+	}
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(e.stdout).Encode(map[string]any{
+			"dry_run": dryRun, "blobs_deleted": res.BlobsDeleted, "bytes_freed": res.BytesFreed,
+			"packs_deleted": res.PacksDeleted, "packs_written": res.PacksWritten,
+		})
+	}
+	if dryRun {
+		e.info("dry run on %s: would delete %d blobs (%s) and %d packs, writing %d", s.url,
+			res.BlobsDeleted, humanBytes(res.BytesFreed), res.PacksDeleted, res.PacksWritten)
+		return nil
+	}
+	e.info("server %s: deleted %d blobs; packs: %d deleted, %d written; freed %s", s.url,
+		res.BlobsDeleted, res.PacksDeleted, res.PacksWritten, humanBytes(res.BytesFreed))
 	return nil
 }

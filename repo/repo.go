@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -375,6 +376,9 @@ func (r *Repository) Close() error {
 	}
 	if r.rblobs != nil {
 		errs = append(errs, r.rblobs.close())
+	}
+	if c, ok := r.remote.(io.Closer); ok {
+		errs = append(errs, c.Close())
 	}
 	if r.lockID != "" {
 		errs = append(errs, r.st.Remove(r.closeCtx, storage.Handle{Kind: storage.KindLocks, Name: r.lockID}))

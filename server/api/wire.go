@@ -137,17 +137,40 @@ func (br *BatchReader) Next(buf []byte) (BatchBlob, error) {
 	if br.total > MaxBatchBytes {
 		return BatchBlob{}, malformed("blob batch exceeds %d bytes", MaxBatchBytes)
 	}
-	if cap(buf) < int(length) {
-		buf = make([]byte, length)
-	}
-	b.Data = buf[:length]
-	if _, err := io.ReadFull(br.r, b.Data); err != nil {
+	data, err := readGrowing(br.r, buf[:0], int(length))
+	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return BatchBlob{}, malformed("blob %s: batch ends inside its %d bytes", b.ID.Short(), length)
 		}
 		return BatchBlob{}, err
 	}
+	b.Data = data
 	return b, nil
+}
+
+// growStep is how much readGrowing reserves ahead of the bytes that have
+// arrived: a 41-byte request that announces a 256 MiB blob costs 1 MiB,
+// not 256.
+const growStep = 1 << 20
+
+// readGrowing reads exactly n bytes from r, appending to dst, and grows
+// dst only as the bytes arrive.
+func readGrowing(r io.Reader, dst []byte, n int) ([]byte, error) {
+	for n > 0 {
+		step := min(n, growStep)
+		if cap(dst)-len(dst) < step {
+			grown := make([]byte, len(dst), len(dst)+max(step, min(n, 2*cap(dst))))
+			copy(grown, dst)
+			dst = grown
+		}
+		start := len(dst)
+		dst = dst[:start+step]
+		if _, err := io.ReadFull(r, dst[start:]); err != nil {
+			return nil, err
+		}
+		n -= step
+	}
+	return dst, nil
 }
 
 // A snapshot commit is
@@ -176,8 +199,8 @@ func ReadCommitHeader(r io.Reader) ([]byte, error) {
 	if n == 0 || n > MaxRecordSize {
 		return nil, malformed("snapshot record length %d is outside 1..%d", n, MaxRecordSize)
 	}
-	rec := make([]byte, n)
-	if _, err := io.ReadFull(r, rec); err != nil {
+	rec, err := readGrowing(r, nil, int(n))
+	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return nil, malformed("snapshot commit ends inside its %d-byte record", n)
 		}
