@@ -58,7 +58,8 @@ func TestImportRules(t *testing.T) {
 		{"only cli imports urfave/cli", "github.com/urfave/cli", []string{module + "/cli"}},
 		{"only fusefs imports go-fuse", "github.com/hanwen/go-fuse", []string{module + "/fusefs"}},
 		{"nothing but cmd imports cli", module + "/cli", []string{module + "/cmd/"}},
-		{"repo imports no agent", module + "/agent", []string{module + "/agent", module + "/cli", module + "/cmd/", module + "/tests", module + "/server", module + "/fusefs"}},
+		{"repo and server import no agent", module + "/agent", []string{module + "/agent", module + "/cli", module + "/cmd/", module + "/tests", module + "/fusefs"}},
+		{"only cli (and tests) import fusefs", module + "/fusefs", []string{module + "/fusefs", module + "/cli", module + "/tests"}},
 		{"repo imports no server", module + "/server", []string{module + "/server", module + "/cli", module + "/cmd/", module + "/tests"}},
 	}
 	pkgs := listPackages(t)
