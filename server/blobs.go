@@ -52,7 +52,14 @@ func (s *server) missing(w http.ResponseWriter, rq *request) {
 		refuse(w, rq, "role %s may not query missing blobs: only agents back up and readers check", rq.who.Role)
 		return
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, rq.Body, api.MaxIDs*id.Size))
+	ctx := rq.Context()
+	limit := int64(api.MaxIDs * id.Size)
+	release, err := s.reserve(ctx, rq.ContentLength, limit, 2) // the body and its decoded IDs
+	if err != nil {
+		return // the client is gone
+	}
+	defer release()
+	data, err := io.ReadAll(http.MaxBytesReader(w, rq.Body, limit))
 	if err != nil {
 		s.fail(w, rq, bodyStatus(err), bodyError("ID list", err))
 		return
@@ -62,7 +69,15 @@ func (s *server) missing(w http.ResponseWriter, rq *request) {
 		s.fail(w, rq, http.StatusBadRequest, err)
 		return
 	}
-	missing, err := s.x.Missing(rq.Context(), ids)
+	data = nil
+	// Under gcMu: a blob answered as stored and marked told cannot be pruned
+	// in between.
+	s.gcMu.RLock()
+	missing, err := s.x.Missing(ctx, ids)
+	if err == nil && rq.who.is(api.RoleAdmin, api.RoleAgent) {
+		err = s.markTold(ctx, ids, missing)
+	}
+	s.gcMu.RUnlock()
 	if err != nil {
 		s.fail(w, rq, http.StatusInternalServerError, err)
 		return
@@ -87,25 +102,32 @@ func (s *server) upload(w http.ResponseWriter, rq *request) {
 		return
 	}
 	ctx := rq.Context()
-	// Reserve the request's size from the shared budget before reading it:
-	// with many agents at once, memory stays bounded and uploads queue.
+	// Reserve from the shared budget before reading: with many agents at
+	// once, memory stays bounded and uploads queue. Twice the body: the
+	// pack being assembled and the buffer each blob is read into.
 	weight := int64(api.MaxBatchBytes)
 	if n := rq.ContentLength; n >= 0 && n < weight {
 		weight = n
 	}
-	if err := s.uploads.Acquire(ctx, weight); err != nil {
+	release, err := s.reserve(ctx, weight, weight, 2)
+	if err != nil {
 		return // the client is gone
 	}
-	defer s.uploads.Release(weight)
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
+	defer release()
 
+	// The body is read without gcMu: a slow client must not hold off a
+	// prune, which would hold off every other upload and commit (an
+	// RWMutex lets no new reader in while a writer waits). What was
+	// decided unlocked (which blobs are stored already) is checked again
+	// under gcMu before the answer.
 	body := &countingReader{r: bufio.NewReaderSize(http.MaxBytesReader(w, rq.Body, weight), 64<<10)}
 	br := api.NewBatchReader(body)
 	pw := pack.NewWriter(s.sealer)
+	pw.Grow(int(weight)) // one copy per blob, no regrowing of an 8 MiB buffer
 	seen := map[id.ID]bool{}
+	var known []id.ID
 	var buf []byte
-	total, known := 0, 0
+	total := 0
 	for {
 		// BatchReader allocates a blob's declared length before reading
 		// it; a declared length beyond what the request can still hold is
@@ -144,7 +166,7 @@ func (s *server) upload(w http.ResponseWriter, rq *request) {
 			return
 		}
 		if has {
-			known++
+			known = append(known, b.ID)
 			continue
 		}
 		if _, err := pw.Add(b.Type, b.ID, b.Data, b.RawLength); err != nil {
@@ -152,21 +174,79 @@ func (s *server) upload(w http.ResponseWriter, rq *request) {
 			return
 		}
 	}
-	rq.detail = fmt.Sprintf("%d blobs, %d already stored", total, known)
+	buf, seen = nil, nil
+	rq.detail = fmt.Sprintf("%d blobs, %d already stored", total, len(known))
+
+	// Once the pack is being saved, finish even if the client hangs up: a
+	// saved pack that is not indexed would only be indexed at the next start.
+	ctx = context.WithoutCancel(ctx)
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	gone, err := s.x.Missing(ctx, known)
+	if err == nil && len(gone) > 0 {
+		s.fail(w, rq, http.StatusServiceUnavailable, fmt.Errorf("%d blobs of this batch that were stored when it arrived (first: %s) were pruned meanwhile; nothing of this batch was stored, send it again", len(gone), gone[0]))
+		return
+	}
+	if err == nil {
+		err = s.markTold(ctx, known, nil)
+	}
+	if err != nil {
+		s.fail(w, rq, http.StatusInternalServerError, err)
+		return
+	}
 	if pw.Count() == 0 {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	// Once the pack is being saved, finish even if the client hangs up: a
-	// saved pack that is not indexed would only be indexed at the next start.
-	packID, err := s.savePack(context.WithoutCancel(ctx), pw)
+	packID, err := s.savePack(ctx, pw)
 	if err != nil {
 		s.fail(w, rq, http.StatusInternalServerError, err)
 		return
 	}
 	rq.target = "packs/" + packID.String()
-	rq.detail = fmt.Sprintf("%d blobs, %d already stored, %d new", total, known, pw.Count())
+	rq.detail = fmt.Sprintf("%d blobs, %d already stored, %d new", total, len(known), pw.Count())
 	w.WriteHeader(http.StatusOK)
+}
+
+// reserve takes n bytes (limit if n is unknown or larger) times factor
+// from the shared memory budget of request bodies.
+func (s *server) reserve(ctx context.Context, n, limit, factor int64) (release func(), err error) {
+	if n < 0 || n > limit {
+		n = limit
+	}
+	weight := n * factor
+	if err := s.uploads.Acquire(ctx, weight); err != nil {
+		return nil, err
+	}
+	return func() { s.uploads.Release(weight) }, nil
+}
+
+// markTold marks the blobs of asked that are stored (not in missing) and
+// that no snapshot references, so that prune keeps them for its grace
+// period: the client was just told it need not send them.
+func (s *server) markTold(ctx context.Context, asked, missing []id.ID) error {
+	if s.grace <= 0 || len(asked) == 0 {
+		return nil
+	}
+	absent := make(map[id.ID]bool, len(missing))
+	for _, b := range missing {
+		absent[b] = true
+	}
+	var told []id.ID
+	for _, b := range asked {
+		if absent[b] {
+			continue
+		}
+		absent[b] = true // each once
+		ref, err := s.x.Referenced(ctx, b)
+		if err != nil {
+			return err
+		}
+		if !ref {
+			told = append(told, b)
+		}
+	}
+	return s.x.MarkTold(ctx, told, s.now())
 }
 
 // savePack finishes pw, saves the pack durably and indexes it.

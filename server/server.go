@@ -45,9 +45,11 @@ const (
 	// shutdownGrace bounds how long Run waits for requests in flight once
 	// its ctx is done; then they are cancelled.
 	shutdownGrace = 30 * time.Second
-	// uploadBudget bounds the request bytes all uploads together hold in
-	// memory (each upload's pack is assembled in RAM before it is saved).
-	// It must exceed the largest batch, api.MaxBatchBytes.
+	// uploadBudget bounds the memory request bodies together hold: each
+	// upload reserves twice its size (its pack is assembled in RAM before
+	// it is saved, and each blob is read into a buffer first), a commit its
+	// record, a missing query twice its ID list. It must exceed twice the
+	// largest batch, api.MaxBatchBytes.
 	uploadBudget = 1 << 30
 )
 
@@ -68,8 +70,9 @@ type server struct {
 	now     func() time.Time
 
 	uploads *semaphore.Weighted
-	// gcMu lets prune run alone: uploads, commits and forgets hold it
-	// shared, so no commit can count on a blob prune is deleting.
+	// gcMu lets prune run alone: the index work of uploads, commits,
+	// missing queries and forgets holds it shared (never while a request
+	// body is read), so no commit can count on a blob prune is deleting.
 	gcMu      sync.RWMutex
 	snapLocks keyedMutex
 	grace     time.Duration
@@ -128,6 +131,12 @@ func Run(ctx context.Context, opts Options) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		// Uploads are 8 MiB batches, several at once: flow-control windows
+		// of the default 1 MiB would stall each stream every megabyte.
+		HTTP2: &http.HTTP2Config{
+			MaxReceiveBufferPerConnection: 32 << 20,
+			MaxReceiveBufferPerStream:     16 << 20,
+		},
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		// TLS handshake errors (a plain-HTTP client, a port scanner) are
 		// noise at Info; they go to Debug.

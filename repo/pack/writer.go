@@ -34,6 +34,17 @@ func (w *Writer) Reset() {
 	w.finished = false
 }
 
+// Grow makes room for n more bytes of blobs, so that a writer that knows
+// how much is coming (a server reading an upload of known length) copies
+// each blob once instead of regrowing its buffer.
+func (w *Writer) Grow(n int) {
+	if n > 0 && cap(w.buf)-len(w.buf) < n {
+		grown := make([]byte, len(w.buf), len(w.buf)+n)
+		copy(grown, w.buf)
+		w.buf = grown
+	}
+}
+
 func appendPreamble(b []byte) []byte {
 	b = append(b, magic[:]...)
 	return append(b, Version, 0, 0, 0)

@@ -114,7 +114,10 @@ func New(opts Options) (*Client, error) {
 		ExpectContinueTimeout: time.Second,
 		// Pings find a dead connection under a long request (prune) that
 		// no deadline bounds.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
+		// Windows the size of a few chunks keep parallel blob reads
+		// (restore, the mount's read-ahead) from stalling each stream.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second,
+			MaxReceiveBufferPerConnection: 32 << 20, MaxReceiveBufferPerStream: 16 << 20},
 	}
 	return &Client{
 		base:      base,
