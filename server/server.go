@@ -137,7 +137,7 @@ func Run(ctx context.Context, opts Options) error {
 			MaxReceiveBufferPerConnection: 32 << 20,
 			MaxReceiveBufferPerStream:     16 << 20,
 		},
-		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		BaseContext: func(net.Listener) context.Context { return reqCtx },
 		// TLS handshake errors (a plain-HTTP client, a port scanner) are
 		// noise at Info; they go to Debug.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
