@@ -26,8 +26,13 @@
 //     header, sealed under the server's own pack key.
 //   - A blob is served to a host-bound token only if a committed snapshot
 //     of that host references it.
-//   - Prune runs alone (uploads, commits and forgets wait): nothing it deletes
-//     can be needed by a commit it did not see.
+//   - Prune runs alone (gcMu): the index work of uploads, commits, missing
+//     queries and forgets waits, but never the reading of a request body, so
+//     a slow client cannot hold off prune and, behind it, everyone else.
+//     A blob with a ref (even of a commit in progress) is kept; so is one a
+//     client was told is stored within the grace period (MarkTold: missing
+//     answers, uploads of known blobs, forgotten snapshots' blobs), and every
+//     blob of a pack younger than the grace period.
 //   - Memory is bounded whatever the repository size: ref lists are
 //     streamed into the index in slices, uploads are bounded by a shared
 //     byte budget, listings of refs and the audit log are streamed.

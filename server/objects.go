@@ -253,6 +253,12 @@ func (s *server) getObject(w http.ResponseWriter, rq *request) {
 }
 
 func (s *server) putObject(w http.ResponseWriter, rq *request) {
+	// The role first: a write attempt of a role that may write nothing is
+	// a refusal in the audit log, whatever the kind.
+	if !rq.who.is("admin", "agent") {
+		refuse(w, rq, "role %s may not store objects", rq.who.Role)
+		return
+	}
 	k, err := servedKind(rq.PathValue("kind"))
 	if err != nil {
 		s.fail(w, rq, http.StatusNotFound, err)
@@ -267,10 +273,6 @@ func (s *server) putObject(w http.ResponseWriter, rq *request) {
 			msg += fmt.Sprintf(" (snapshots are committed with POST %s)", api.PathSnapshots)
 		}
 		s.fail(w, rq, http.StatusMethodNotAllowed, errors.New(msg))
-		return
-	}
-	if !rq.who.is("admin", "agent") {
-		refuse(w, rq, "role %s may not store host keys", rq.who.Role)
 		return
 	}
 	if err := h.Validate(); err != nil {
@@ -307,6 +309,12 @@ func (s *server) putObject(w http.ResponseWriter, rq *request) {
 // then its refs, so that no crash leaves a record without its refs; refs
 // without a record are dropped on the next start.
 func (s *server) deleteObject(w http.ResponseWriter, rq *request) {
+	// The role first: an agent's delete attempt is a refusal in the audit
+	// log, whatever the kind.
+	if !rq.who.is("admin") {
+		refuse(w, rq, "role %s may not delete anything: only an admin token may forget snapshots", rq.who.Role)
+		return
+	}
 	k, err := servedKind(rq.PathValue("kind"))
 	if err != nil {
 		s.fail(w, rq, http.StatusNotFound, err)
@@ -317,10 +325,6 @@ func (s *server) deleteObject(w http.ResponseWriter, rq *request) {
 	if k != storage.KindSnapshots {
 		w.Header().Set("Allow", "GET")
 		s.fail(w, rq, http.StatusMethodNotAllowed, fmt.Errorf("objects of kind %s cannot be deleted; only snapshots are forgotten", k))
-		return
-	}
-	if !rq.who.is("admin") {
-		refuse(w, rq, "role %s may not forget snapshots: only an admin token may", rq.who.Role)
 		return
 	}
 	snap, err := id.Parse(h.Name)
@@ -357,6 +361,11 @@ func (s *server) deleteObject(w http.ResponseWriter, rq *request) {
 		s.fail(w, rq, http.StatusInternalServerError, fmt.Errorf("forget snapshot %s: %w", snap.Short(), err))
 		return
 	}
+	// A backup may be reusing this snapshot's blobs as its parent's, told
+	// they are stored: prune keeps them for its grace period.
+	if err := s.markSnapshotTold(ctx, snap); err != nil {
+		s.logger.Warn("cannot mark the blobs of a forgotten snapshot; a prune within the grace period may make a running backup's commit fail once", "snapshot", snap.String(), "err", err)
+	}
 	if err := s.x.DeleteSnapshot(ctx, snap); err != nil {
 		s.logger.Warn("cannot drop cached snapshot record", "snapshot", snap.String(), "err", err)
 	}
@@ -369,4 +378,26 @@ func (s *server) deleteObject(w http.ResponseWriter, rq *request) {
 	delete(s.unreffed, snap)
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
+}
+
+// markSnapshotTold marks every blob snap references with MarkTold, a page
+// at a time.
+func (s *server) markSnapshotTold(ctx context.Context, snap id.ID) error {
+	if s.grace <= 0 {
+		return nil
+	}
+	now := s.now()
+	page := make([]id.ID, 0, 4096)
+	err := s.x.ForEachRef(ctx, snap, func(b id.ID) error {
+		if page = append(page, b); len(page) < cap(page) {
+			return nil
+		}
+		err := s.x.MarkTold(ctx, page, now)
+		page = page[:0]
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return s.x.MarkTold(ctx, page, now)
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/costor/costor/repo/id"
 	"github.com/costor/costor/repo/pack"
@@ -70,7 +71,7 @@ func (s *server) runPrune(ctx context.Context, dryRun bool) (api.PruneResult, er
 		if fi, err := os.Stat(s.packPath(p.id)); err == nil && fi.ModTime().After(cutoff) {
 			continue
 		}
-		needed, located, neededBytes, totalBytes, err := s.packUse(ctx, p.id)
+		needed, located, neededBytes, totalBytes, err := s.packUse(ctx, p.id, cutoff)
 		if err != nil {
 			return res, err
 		}
@@ -103,6 +104,9 @@ func (s *server) runPrune(ctx context.Context, dryRun bool) (api.PruneResult, er
 		}
 	}
 	if !dryRun {
+		if _, err := s.x.DropToldBefore(ctx, cutoff); err != nil {
+			return res, err
+		}
 		s.logger.Info("pruned", "packs_deleted", res.PacksDeleted, "packs_written", res.PacksWritten, "blobs_deleted", res.BlobsDeleted, "bytes_freed", res.BytesFreed)
 	}
 	return res, nil
@@ -115,9 +119,10 @@ func (s *server) packPath(packID id.ID) string {
 	return filepath.Join(s.st.Location(), string(storage.KindPacks), name[:2], name)
 }
 
-// packUse returns the entries of a pack that are needed there, how many
+// packUse returns the entries of a pack that are needed there (referenced,
+// or told stored to a client after cutoff), how many
 // of its blobs the index locates in it, and the byte totals.
-func (s *server) packUse(ctx context.Context, packID id.ID) (needed []pack.Entry, located int, neededBytes, totalBytes int64, err error) {
+func (s *server) packUse(ctx context.Context, packID id.ID, cutoff time.Time) (needed []pack.Entry, located int, neededBytes, totalBytes int64, err error) {
 	entries, err := s.x.PackBlobs(ctx, packID)
 	if err != nil {
 		return nil, 0, 0, 0, err
@@ -135,6 +140,13 @@ func (s *server) packUse(ctx context.Context, packID id.ID) (needed []pack.Entry
 		ref, err := s.x.Referenced(ctx, e.ID)
 		if err != nil {
 			return nil, 0, 0, 0, err
+		}
+		if !ref {
+			// A client told after cutoff that the blob is stored may
+			// commit a snapshot that references it.
+			if ref, err = s.x.ToldSince(ctx, e.ID, cutoff); err != nil {
+				return nil, 0, 0, 0, err
+			}
 		}
 		if ref {
 			needed = append(needed, e)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -44,7 +45,20 @@ func (s *server) commit(w http.ResponseWriter, rq *request) {
 		refuse(w, rq, "role %s may not commit snapshots: only agents back up", rq.who.Role)
 		return
 	}
+	ctx := rq.Context()
 	body := bufio.NewReaderSize(http.MaxBytesReader(w, rq.Body, maxCommitBody), 64<<10)
+	// The record is held in memory until it is saved: take its declared
+	// size from the shared budget first, so that many commits at once
+	// cannot each hold 16 MiB outside it.
+	recordLen := int64(api.MaxRecordSize)
+	if h, _ := body.Peek(4); len(h) == 4 {
+		recordLen = min(recordLen, int64(binary.BigEndian.Uint32(h)))
+	}
+	release, err := s.reserve(ctx, recordLen, api.MaxRecordSize, 1)
+	if err != nil {
+		return // the client is gone
+	}
+	defer release()
 	record, err := api.ReadCommitHeader(body)
 	if err != nil {
 		s.fail(w, rq, bodyStatus(err), bodyError("snapshot commit", err))
@@ -65,9 +79,10 @@ func (s *server) commit(w http.ResponseWriter, rq *request) {
 		s.fail(w, rq, http.StatusBadRequest, fmt.Errorf("snapshot commit: %w", err))
 		return
 	}
-	ctx := rq.Context()
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
+	// No gcMu here: the ID list may take minutes to arrive, and a prune
+	// waiting for gcMu would hold off every other upload and commit
+	// meanwhile. addRefs takes it for each slice of the list it indexes;
+	// once a blob has its ref, prune keeps it whatever follows.
 	unlock := s.snapLocks.lock(snap)
 	defer unlock()
 
@@ -153,8 +168,12 @@ func (s *server) addRefs(ctx context.Context, snap id.ID, host string, body *buf
 		var miss []id.ID
 		var err error
 		if len(missing) == 0 {
+			// Under gcMu: the check that each blob is stored and its new
+			// ref are one transaction, which prune must not split.
 			var added int
+			s.gcMu.RLock()
 			added, miss, err = s.x.AddRefs(ctx, snap, host, chunk)
+			s.gcMu.RUnlock()
 			distinct += added
 		} else {
 			miss, err = s.x.Missing(ctx, chunk)

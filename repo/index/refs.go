@@ -3,8 +3,10 @@ package index
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -18,6 +20,8 @@ import (
 //	R + blob + host + 0x00 + snap → nothing   "blob is referenced by host's snapshot snap"
 //	S + snap + blob               → nothing   the snapshot's own list, for Refs and DropRefs
 //	H + snap                      → host      written before any R/S key of snap, deleted after all
+//	T + blob                      → time      when a client was last told blob is stored while no
+//	                                          committed snapshot may keep it (MarkTold)
 //
 // The R key puts the host before the snapshot so that "does any snapshot of
 // host H reference blob b" is one prefix seek. A host never holds a 0x00
@@ -32,6 +36,7 @@ const (
 	prefixRef     byte = 'R'
 	prefixSnapRef byte = 'S'
 	prefixRefHost byte = 'H'
+	prefixTold    byte = 'T'
 )
 
 // refsPage is how many keys one read transaction of ForEachRef or DropRefs
@@ -364,4 +369,110 @@ func (x *Index) anyWithPrefix(ctx context.Context, prefix []byte, what string) (
 		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	return found, nil
+}
+
+// MarkTold records that clients were told at time at that blobs are stored
+// although no snapshot may keep them until their next commit: blobs no
+// snapshot references, or blobs of a snapshot being forgotten (a backup may
+// be reusing them from that snapshot as its parent). Prune keeps a blob so
+// marked within its grace period (ToldSince), so that the backup's commit
+// still finds it. The marks are not synced: one lost in a crash costs a
+// refused commit and a rerun, never a committed snapshot's blob.
+func (x *Index) MarkTold(ctx context.Context, blobs []id.ID, at time.Time) error {
+	if x.readOnly {
+		return ErrReadOnly
+	}
+	if len(blobs) == 0 {
+		return nil
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(at.UnixNano()))
+	wb := x.db.NewWriteBatch()
+	defer wb.Cancel()
+	done := ctx.Done()
+	for _, b := range blobs {
+		if err := checkDone(ctx, done); err != nil {
+			return err
+		}
+		k := idKey(prefixTold, b)
+		if err := wb.Set(k[:], v[:]); err != nil {
+			return fmt.Errorf("mark blob %s as told stored: %w", b.Short(), err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("mark blobs as told stored: %w", err)
+	}
+	return nil
+}
+
+// ToldSince reports whether MarkTold marked blob after cutoff.
+func (x *Index) ToldSince(ctx context.Context, blob id.ID, cutoff time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	k := idKey(prefixTold, blob)
+	var at int64
+	err := x.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(k[:])
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return damagedError(x.dir, fmt.Sprintf("told mark of blob %s has %d bytes, want 8", blob.Short(), len(v)))
+			}
+			at = int64(binary.BigEndian.Uint64(v))
+			return nil
+		})
+	})
+	switch {
+	case err == nil:
+		return time.Unix(0, at).After(cutoff), nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("look up told mark of blob %s: %w", blob.Short(), err)
+}
+
+// DropToldBefore deletes the marks of MarkTold not after cutoff: they no
+// longer protect anything. It holds at most a page of keys at a time.
+func (x *Index) DropToldBefore(ctx context.Context, cutoff time.Time) (int, error) {
+	if x.readOnly {
+		return 0, ErrReadOnly
+	}
+	errPageFull := errors.New("page full")
+	dropped := 0
+	for {
+		var old [][]byte
+		err := x.scan(ctx, prefixTold, true, func(key, val []byte) error {
+			if len(val) == 8 && time.Unix(0, int64(binary.BigEndian.Uint64(val))).After(cutoff) {
+				return nil
+			}
+			old = append(old, bytes.Clone(key))
+			if len(old) == refsPage {
+				return errPageFull
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errPageFull) {
+			return dropped, fmt.Errorf("list told marks: %w", err)
+		}
+		if len(old) == 0 {
+			return dropped, nil
+		}
+		wb := x.db.NewWriteBatch()
+		for _, k := range old {
+			if err := wb.Delete(k); err != nil {
+				wb.Cancel()
+				return dropped, fmt.Errorf("drop told marks: %w", err)
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			return dropped, fmt.Errorf("drop told marks: %w", err)
+		}
+		dropped += len(old)
+		if len(old) < refsPage {
+			return dropped, nil
+		}
+	}
 }
