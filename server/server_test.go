@@ -572,3 +572,25 @@ func TestAuditTornTail(t *testing.T) {
 		t.Fatalf("%d entries after a torn tail, want 1", len(entries))
 	}
 }
+
+// TestReaderMissingQuery: a reader may ask which blobs are missing (costor
+// check does), but a reader bound to a host learns nothing about blobs
+// only other hosts reference: to it they are missing.
+func TestReaderMissingQuery(t *testing.T) {
+	ts := startServer(t, t.TempDir())
+	e := newBackupEnv(t, ts)
+	readerB := ts.token(api.RoleReader, "pc-02")
+	committed := ids(e.blobs...)
+	for _, c := range []struct {
+		who         string
+		token       string
+		wantMissing int
+	}{{"reader of pc-01", e.readerA, 0}, {"reader of all", e.readerAll, 0}, {"reader of pc-02", readerB, len(committed)}} {
+		got := ts.want(http.StatusOK, "POST", api.PathMissing, c.token, api.AppendIDs(nil, committed))
+		missing, err := api.DecodeIDs(got, api.MaxIDs)
+		if err != nil || len(missing) != c.wantMissing {
+			t.Errorf("%s: %d of %d missing (%v), want %d", c.who, len(missing), len(committed), err, c.wantMissing)
+		}
+	}
+	ts.want(http.StatusForbidden, "POST", api.PathMissing, e.peer, api.AppendIDs(nil, committed))
+}
