@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/costor/costor/repo/id"
 	"github.com/costor/costor/repo/pack"
@@ -125,7 +126,10 @@ func (s *server) upload(w http.ResponseWriter, rq *request) {
 	pw := pack.NewWriter(s.sealer)
 	pw.Grow(int(weight)) // one copy per blob, no regrowing of an 8 MiB buffer
 	seen := map[id.ID]bool{}
-	var known []id.ID
+	claim := s.writing.newClaim()
+	defer claim.release() // also on every error below: waiters then see the blob missing
+	var known, others []id.ID
+	var waits []<-chan struct{}
 	var buf []byte
 	total := 0
 	for {
@@ -169,6 +173,11 @@ func (s *server) upload(w http.ResponseWriter, rq *request) {
 			known = append(known, b.ID)
 			continue
 		}
+		if wait := claim.take(b.ID); wait != nil {
+			others = append(others, b.ID) // another upload is storing it
+			waits = append(waits, wait)
+			continue
+		}
 		if _, err := pw.Add(b.Type, b.ID, b.Data, b.RawLength); err != nil {
 			s.fail(w, rq, http.StatusBadRequest, fmt.Errorf("%w; nothing of this batch was stored", err))
 			return
@@ -194,18 +203,85 @@ func (s *server) upload(w http.ResponseWriter, rq *request) {
 		s.fail(w, rq, http.StatusInternalServerError, err)
 		return
 	}
-	if pw.Count() == 0 {
-		w.WriteHeader(http.StatusOK)
-		return
+	if pw.Count() > 0 {
+		packID, err := s.savePack(ctx, pw)
+		if err != nil {
+			s.fail(w, rq, http.StatusInternalServerError, err)
+			return
+		}
+		rq.target = "packs/" + packID.String()
 	}
-	packID, err := s.savePack(ctx, pw)
-	if err != nil {
-		s.fail(w, rq, http.StatusInternalServerError, err)
-		return
+	// Our claims go before we wait for anyone else's, so two uploads
+	// waiting for each other's blobs cannot deadlock.
+	claim.release()
+	s.gcMu.RUnlock()
+	for _, wait := range waits {
+		<-wait
 	}
-	rq.target = "packs/" + packID.String()
-	rq.detail = fmt.Sprintf("%d blobs, %d already stored, %d new", total, len(known), pw.Count())
+	s.gcMu.RLock() // for the deferred RUnlock
+	if len(others) > 0 {
+		gone, err := s.x.Missing(ctx, others)
+		if err != nil {
+			s.fail(w, rq, http.StatusInternalServerError, err)
+			return
+		}
+		if len(gone) > 0 {
+			s.fail(w, rq, http.StatusServiceUnavailable, fmt.Errorf("%d blobs of this batch (first: %s) were being stored by another upload that failed; send the batch again", len(gone), gone[0]))
+			return
+		}
+	}
+	rq.detail = fmt.Sprintf("%d blobs, %d already stored, %d stored by a concurrent upload, %d new", total, len(known), len(others), pw.Count())
 	w.WriteHeader(http.StatusOK)
+}
+
+// claims is the set of blobs uploads are storing right now.
+type claims struct {
+	mu sync.Mutex
+	by map[id.ID]*claim
+}
+
+// claim is one upload's share of the set; done closes when it releases.
+type claim struct {
+	set  *claims
+	ids  []id.ID
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *claims) newClaim() *claim {
+	return &claim{set: c, done: make(chan struct{})}
+}
+
+// take claims blob for this upload, or returns the channel that closes
+// when the upload that already claimed it is done.
+func (cl *claim) take(blob id.ID) <-chan struct{} {
+	c := cl.set
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if other, ok := c.by[blob]; ok && other != cl {
+		return other.done
+	}
+	if c.by == nil {
+		c.by = map[id.ID]*claim{}
+	}
+	c.by[blob] = cl
+	cl.ids = append(cl.ids, blob)
+	return nil
+}
+
+// release gives up every claim (after the pack is indexed, or on error).
+func (cl *claim) release() {
+	cl.once.Do(func() {
+		c := cl.set
+		c.mu.Lock()
+		for _, b := range cl.ids {
+			if c.by[b] == cl {
+				delete(c.by, b)
+			}
+		}
+		c.mu.Unlock()
+		close(cl.done)
+	})
 }
 
 // reserve takes n bytes (limit if n is unknown or larger) times factor

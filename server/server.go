@@ -74,6 +74,10 @@ type server struct {
 	// missing queries and forgets holds it shared (never while a request
 	// body is read), so no commit can count on a blob prune is deleting.
 	gcMu      sync.RWMutex
+	// writing claims blobs an upload is storing, so that concurrent
+	// uploads of the same data (20 machines starting at once) store it
+	// once: the others wait for the claim instead of writing a copy.
+	writing claims
 	snapLocks keyedMutex
 	grace     time.Duration
 

@@ -7,11 +7,13 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -593,4 +595,54 @@ func TestReaderMissingQuery(t *testing.T) {
 		}
 	}
 	ts.want(http.StatusForbidden, "POST", api.PathMissing, e.peer, api.AppendIDs(nil, committed))
+}
+
+// TestConcurrentUploadsStoreOnce: many agents sending the same blobs at
+// the same moment store them once; every upload is still answered only
+// once its blobs are durable.
+func TestConcurrentUploadsStoreOnce(t *testing.T) {
+	ts := startServer(t, t.TempDir())
+	var blobs []testBlob
+	unique := 0
+	for range 16 {
+		b := newBlob(t, 256<<10)
+		blobs = append(blobs, b)
+		unique += len(b.data)
+	}
+	body := batch(blobs...)
+	const agents = 8
+	tokens := make([]string, agents)
+	for i := range tokens {
+		tokens[i] = ts.token(api.RoleAgent, fmt.Sprintf("pc-%02d", i))
+	}
+	var wg sync.WaitGroup
+	statuses := make([]int, agents)
+	for i := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i], _, _ = ts.do("POST", api.PathBlobs, tokens[i], body)
+		}()
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != http.StatusOK {
+			t.Errorf("upload %d: status %d", i, st)
+		}
+	}
+	got := ts.want(http.StatusOK, "POST", api.PathMissing, tokens[0], api.AppendIDs(nil, ids(blobs...)))
+	if missing, _ := api.DecodeIDs(got, api.MaxIDs); len(missing) != 0 {
+		t.Fatalf("%d blobs missing after every upload was answered 200", len(missing))
+	}
+	var packs []api.ObjectInfo
+	if err := json.Unmarshal(ts.want(http.StatusOK, "GET", api.PathObjects+"packs", ts.admin, nil), &packs); err != nil {
+		t.Fatal(err)
+	}
+	var stored int64
+	for _, p := range packs {
+		stored += p.Size
+	}
+	if stored > int64(unique)*3/2 {
+		t.Errorf("%d agents uploading %d bytes of the same blobs stored %d bytes in %d packs: copies were written", agents, unique, stored, len(packs))
+	}
 }
