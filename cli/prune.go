@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -19,6 +20,7 @@ func pruneCommand() *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "repack-threshold", Value: fmt.Sprintf("%d%%", repo.DefaultRepackPercent), Usage: "repack a pack when more than `P%` of it is unused"},
 			&ucli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only say what would be deleted"},
+			&ucli.DurationFlag{Name: "grace", Usage: "on a server: keep packs (and blobs clients were told are stored) younger than `D` for backups still running (default: the server's, 6h); 0 frees all now, a backup running meanwhile then has to be run again"},
 		},
 		Action: func(c *ucli.Context) error {
 			e := newEnv(c)
@@ -100,7 +102,15 @@ func runServerPrune(c *ucli.Context, e *env, s *serverConn) error {
 	if e.showProgress() {
 		fmt.Fprint(e.stderr, "prune: the server is pruning…")
 	}
-	res, err := s.client.Prune(c.Context, api.PruneRequest{DryRun: dryRun})
+	req := api.PruneRequest{DryRun: dryRun}
+	if c.IsSet("grace") {
+		if c.Duration("grace") < 0 {
+			return fmt.Errorf("--grace %s: give a duration of 0 or more", c.Duration("grace"))
+		}
+		secs := int64(c.Duration("grace") / time.Second)
+		req.GraceSeconds = &secs
+	}
+	res, err := s.client.Prune(c.Context, req)
 	if e.showProgress() {
 		fmt.Fprint(e.stderr, "\r\x1b[K")
 	}
@@ -111,6 +121,7 @@ func runServerPrune(c *ucli.Context, e *env, s *serverConn) error {
 		return json.NewEncoder(e.stdout).Encode(map[string]any{
 			"dry_run": dryRun, "blobs_deleted": res.BlobsDeleted, "bytes_freed": res.BytesFreed,
 			"packs_deleted": res.PacksDeleted, "packs_written": res.PacksWritten,
+			"packs_young": res.PacksYoung, "grace_seconds": res.GraceSeconds,
 		})
 	}
 	if dryRun {
@@ -120,5 +131,9 @@ func runServerPrune(c *ucli.Context, e *env, s *serverConn) error {
 	}
 	e.info("server %s: deleted %d blobs; packs: %d deleted, %d written; freed %s", s.url,
 		res.BlobsDeleted, res.PacksDeleted, res.PacksWritten, humanBytes(res.BytesFreed))
+	if res.PacksYoung > 0 {
+		e.info("kept %d packs younger than the grace period (%s) for backups still running; they are pruned later (or now with --grace 0)",
+			res.PacksYoung, time.Duration(res.GraceSeconds)*time.Second)
+	}
 	return nil
 }

@@ -324,7 +324,13 @@ func (e *env) remoteCredentials(ro remoteOpen) (repo.Credentials, error) {
 // machine has one; reading never creates a key.
 func (e *env) hostKeyForReading() (*crypto.HostKey, error) {
 	if f := e.c.String("host-key"); f != "" {
-		return readHostKey(f)
+		hk, err := readHostKey(f)
+		if errors.Is(err, os.ErrNotExist) {
+			// A machine that has not backed up yet has no key: it can
+			// still list (nothing of its own) and an admin can still read.
+			return nil, nil
+		}
+		return hk, err
 	}
 	f, err := defaultHostKeyFile()
 	if err != nil {

@@ -151,7 +151,15 @@ func (s *server) prune(w http.ResponseWriter, rq *request) {
 		s.fail(w, rq, status, fmt.Errorf("prune request: %w", err))
 		return
 	}
-	res, err := s.runPrune(rq.Context(), req.DryRun)
+	grace := s.grace
+	if req.GraceSeconds != nil {
+		if *req.GraceSeconds < 0 {
+			s.fail(w, rq, http.StatusBadRequest, fmt.Errorf("prune request: grace_seconds %d is negative", *req.GraceSeconds))
+			return
+		}
+		grace = time.Duration(*req.GraceSeconds) * time.Second
+	}
+	res, err := s.runPrune(rq.Context(), req.DryRun, grace)
 	var refused *pruneRefusedError
 	switch {
 	case errors.As(err, &refused):

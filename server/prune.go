@@ -43,10 +43,10 @@ type packInfo struct {
 //
 // It runs alone (gcMu), so no upload or commit sees a blob disappear
 // between its check and its use.
-func (s *server) runPrune(ctx context.Context, dryRun bool) (api.PruneResult, error) {
+func (s *server) runPrune(ctx context.Context, dryRun bool, grace time.Duration) (api.PruneResult, error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
-	var res api.PruneResult
+	res := api.PruneResult{GraceSeconds: int64(grace / time.Second)}
 	s.mu.Lock()
 	var unreffed []string
 	for snap := range s.unreffed {
@@ -66,9 +66,10 @@ func (s *server) runPrune(ctx context.Context, dryRun bool) (api.PruneResult, er
 	}); err != nil {
 		return res, fmt.Errorf("list packs: %w", err)
 	}
-	cutoff := s.now().Add(-s.grace)
+	cutoff := s.now().Add(-grace)
 	for _, p := range packs {
 		if fi, err := os.Stat(s.packPath(p.id)); err == nil && fi.ModTime().After(cutoff) {
+			res.PacksYoung++
 			continue
 		}
 		needed, located, neededBytes, totalBytes, err := s.packUse(ctx, p.id, cutoff)

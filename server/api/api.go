@@ -151,6 +151,12 @@ const (
 // snapshot references.
 type PruneRequest struct {
 	DryRun bool `json:"dry_run"`
+	// GraceSeconds, if set, replaces the server's grace period: packs
+	// younger than it, and blobs a client was told are stored within it,
+	// are kept for backups still running. 0 frees everything unreferenced
+	// now, at the price that a backup running meanwhile may have to be
+	// run again (its commit is refused; nothing committed is lost).
+	GraceSeconds *int64 `json:"grace_seconds,omitempty"`
 }
 
 // PruneResult reports a server-side prune.
@@ -159,4 +165,8 @@ type PruneResult struct {
 	BytesFreed   uint64 `json:"bytes_freed"`
 	PacksDeleted int    `json:"packs_deleted"`
 	PacksWritten int    `json:"packs_written"`
+	// PacksYoung were left alone because they are younger than the grace
+	// period, GraceSeconds.
+	PacksYoung   int   `json:"packs_young"`
+	GraceSeconds int64 `json:"grace_seconds"`
 }
