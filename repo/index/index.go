@@ -261,7 +261,15 @@ func (a slogAdapter) Errorf(f string, args ...any) {
 }
 
 func (a slogAdapter) Warningf(f string, args ...any) {
-	a.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, args...)))
+	msg := strings.TrimSpace(fmt.Sprintf(f, args...))
+	// Badger's cache-tuning advice (with a histogram, once a minute during
+	// a long fill) says nothing a user can act on: the caches are sized on
+	// purpose to keep memory flat.
+	if strings.Contains(msg, "cache might be too small") {
+		a.l.Debug("badger: " + msg)
+		return
+	}
+	a.l.Warn("badger: " + msg)
 }
 
 func (slogAdapter) Infof(string, ...any)  {}
