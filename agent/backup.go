@@ -119,6 +119,10 @@ type backuper struct {
 	fileJobs chan *fileJob
 	sealJobs chan *sealJob
 	bufs     sync.Pool
+	// listers bounds the directories listed at once beside the walker
+	// (each lstat of every entry, its parent tree looked up): a no-change
+	// backup is nothing but that, and one goroutine keeps one core busy.
+	listers chan struct{}
 
 	mu         sync.Mutex
 	errs       []string
@@ -202,6 +206,7 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 		repo: r, opts: opts, cancel: cancel, statsAtStart: r.BlobStats(),
 		fileJobs: make(chan *fileJob, 4*opts.Workers),
 		sealJobs: make(chan *sealJob, 2*opts.Workers),
+		listers:  make(chan struct{}, opts.Workers),
 	}
 	b.bufs.New = func() any { buf := make([]byte, 0, chunker.MinSize*2); return &buf }
 	b.errs = append(b.errs, opts.Problems...)
@@ -475,7 +480,7 @@ func (b *backuper) entry(ctx context.Context, abs string, meta tree.Node, prev *
 		if b.opts.OneFileSystem && meta.Device != rootDev {
 			return b.mountPoint(ctx, meta)
 		}
-		return b.dir(ctx, abs, meta, parentSub, rootDev)
+		return b.subdir(ctx, abs, meta, parentSub, rootDev)
 	case tree.File:
 		return b.file(ctx, abs, meta, prev)
 	default:
@@ -500,12 +505,50 @@ func (b *backuper) mountPoint(ctx context.Context, meta tree.Node) *future {
 	return f
 }
 
+// subdir lists a directory in a goroutine of its own when a lister is free
+// and on the caller's goroutine otherwise, so at most Workers listings run
+// beside the walker and memory stays bounded as before.
+func (b *backuper) subdir(ctx context.Context, abs string, meta tree.Node, parentTree id.ID, rootDev uint64) *future {
+	select {
+	case b.listers <- struct{}{}:
+	default:
+		return b.dir(ctx, abs, meta, parentTree, rootDev)
+	}
+	f := newFuture()
+	// Counted like a sealDir, so Backup waits for it before it closes the
+	// file queue; added here, while the caller is itself counted (or is the
+	// walker, before Backup waits).
+	b.dirsPending.Add(1)
+	go func() {
+		defer b.dirsPending.Done()
+		children, ok := b.list(ctx, abs, meta, parentTree, rootDev, f)
+		// The lister is free once the listing is done; this goroutine
+		// goes on as the directory's sealDir.
+		<-b.listers
+		if ok {
+			b.dirs.Add(1)
+			b.finishDir(ctx, meta, children, f)
+		}
+	}()
+	return f
+}
+
 // dir lists a real directory and returns a future of its node.
 func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTree id.ID, rootDev uint64) *future {
-	if ctx.Err() != nil {
-		f := newFuture()
-		f.resolve(meta, false, context.Cause(ctx))
+	f := newFuture()
+	children, ok := b.list(ctx, abs, meta, parentTree, rootDev, f)
+	if !ok {
 		return f
+	}
+	return b.sealDir(ctx, meta, children)
+}
+
+// list lists a directory and dispatches its entries. It resolves f and
+// reports false if the backup is cancelled.
+func (b *backuper) list(ctx context.Context, abs string, meta tree.Node, parentTree id.ID, rootDev uint64, f *future) ([]*future, bool) {
+	if ctx.Err() != nil {
+		f.resolve(meta, false, context.Cause(ctx))
+		return nil, false
 	}
 	pt := b.loadParentTree(ctx, parentTree, abs)
 	names, err := readDirNames(b.src(abs))
@@ -528,7 +571,7 @@ func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTr
 		}
 		children = append(children, b.entry(ctx, p, childMeta, findIn(pt, name), rootDev))
 	}
-	return b.sealDir(ctx, meta, children)
+	return children, true
 }
 
 // saveTree stores a directory's tree, counting it in the stats when new.
@@ -585,32 +628,38 @@ func (b *backuper) sealDir(ctx context.Context, meta tree.Node, children []*futu
 	b.dirsPending.Add(1)
 	go func() {
 		defer b.dirsPending.Done()
-		t := &tree.Tree{Nodes: make([]tree.Node, 0, len(children))}
-		for _, c := range children {
-			select {
-			case <-c.done:
-			case <-ctx.Done():
-				f.resolve(meta, false, context.Cause(ctx))
-				return
-			}
-			if c.err != nil {
-				f.resolve(meta, false, c.err)
-				return
-			}
-			if !c.skip {
-				t.Nodes = append(t.Nodes, c.node)
-			}
-		}
-		treeID, err := b.saveTree(ctx, t)
-		if err != nil {
-			b.fail(fmt.Errorf("save directory %s: %w", meta.Name, err))
-			f.resolve(meta, false, err)
-			return
-		}
-		meta.Subtree = treeID
-		f.resolve(meta, false, nil)
+		b.finishDir(ctx, meta, children, f)
 	}()
 	return f
+}
+
+// finishDir waits for a directory's children, stores its tree and
+// resolves f with its node.
+func (b *backuper) finishDir(ctx context.Context, meta tree.Node, children []*future, f *future) {
+	t := &tree.Tree{Nodes: make([]tree.Node, 0, len(children))}
+	for _, c := range children {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			f.resolve(meta, false, context.Cause(ctx))
+			return
+		}
+		if c.err != nil {
+			f.resolve(meta, false, c.err)
+			return
+		}
+		if !c.skip {
+			t.Nodes = append(t.Nodes, c.node)
+		}
+	}
+	treeID, err := b.saveTree(ctx, t)
+	if err != nil {
+		b.fail(fmt.Errorf("save directory %s: %w", meta.Name, err))
+		f.resolve(meta, false, err)
+		return
+	}
+	meta.Subtree = treeID
+	f.resolve(meta, false, nil)
 }
 
 // file reuses an unchanged file's content from the parent snapshot or

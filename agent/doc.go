@@ -7,10 +7,13 @@
 // to it. Encryption happens here, on the machine being backed up: whatever
 // sits behind the interface only ever sees sealed blobs.
 //
-// Concurrency: one walker goroutine lists directories and hands files to a
-// pool of file workers (read + chunk); large files' chunks go to a pool of
-// seal workers (key, compress, seal, hash), so both cores stay busy even on a
-// single large file. A directory's tree is sealed by a goroutine that waits
-// for its children, so the walker never stalls on a slow file. Channels are
-// small, so memory stays bounded by a few chunks per worker.
+// Concurrency: a walker goroutine lists directories, with up to one more
+// lister per CPU taking subdirectories beside it (a no-change backup is all
+// lstat and parent lookups), and hands files to a pool of file workers
+// (read + chunk; a file below the chunker's minimum is sealed right there);
+// large files' chunks go to a pool of seal workers (key, compress, seal,
+// hash), so both cores stay busy even on a single large file. A directory's
+// tree is sealed by a goroutine that waits for its children, so the walker
+// never stalls on a slow file. Channels are small, so memory stays bounded
+// by a few chunks per worker.
 package agent

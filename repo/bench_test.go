@@ -34,6 +34,7 @@ func benchData(n int, text bool) []byte {
 
 // BenchmarkPipeline measures one core's MB/s for each stage of the backup
 // path and for the whole: chunk → key (HMAC) → compress → seal → hash.
+// BenchmarkPrimitives has the machine's own limit for each primitive.
 func BenchmarkPipeline(b *testing.B) {
 	secret := crypto.Key{1, 2, 3}
 	pol, err := crypto.ChunkerPolynomial(secret)
@@ -69,6 +70,18 @@ func BenchmarkPipeline(b *testing.B) {
 			for b.Loop() {
 				_, dst, scratch = repo.SealChunk(keyer, chunk, scratch, dst)
 			}
+		})
+		// seal-parallel: every CPU seals chunks at once, as the backup's
+		// sealers do (the shared zstd encoder must not serialise them):
+		// compare -cpu 1 with -cpu 2.
+		b.Run("seal-parallel/"+kind.name, func(b *testing.B) {
+			b.SetBytes(int64(len(chunk)))
+			b.RunParallel(func(pb *testing.PB) {
+				var scratch, dst []byte
+				for pb.Next() {
+					_, dst, scratch = repo.SealChunk(keyer, chunk, scratch, dst)
+				}
+			})
 		})
 		b.Run("all/"+kind.name, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))

@@ -55,9 +55,14 @@ type blobWriter struct {
 	settled uint64
 
 	uploads chan finishedPack
-	done    chan struct{}
-	errMu   sync.Mutex
-	err     error // first upload error; later SaveBlob calls return it
+	// spare holds a data pack writer whose upload finished, buffer and
+	// all, for the next data pack: a fresh writer would regrow its buffer
+	// from nothing to the pack size, copying each pack about four times
+	// over under mu and leaving as much garbage.
+	spare chan *pack.Writer
+	done  chan struct{}
+	errMu sync.Mutex
+	err   error // first upload error; later SaveBlob calls return it
 
 	stats BlobStats
 }
@@ -71,6 +76,7 @@ type finishedPack struct {
 	data    []byte
 	entries []pack.Entry
 	id      id.ID
+	w       *pack.Writer  // owns data; reused once the upload is done
 	flushed chan struct{} // non-nil for a Flush marker
 }
 
@@ -80,6 +86,7 @@ func newBlobWriter(r *Repository) *blobWriter {
 		packers:  map[pack.BlobType]*pack.Writer{},
 		inflight: map[id.ID]struct{}{},
 		uploads:  make(chan finishedPack, 1),
+		spare:    make(chan *pack.Writer, 1),
 		done:     make(chan struct{}),
 	}
 	go w.uploader()
@@ -103,7 +110,33 @@ func (w *blobWriter) uploader() {
 		if err != nil {
 			w.setErr(err)
 		}
+		if p.w != nil && p.entries[0].Type == pack.DataBlob {
+			select {
+			case w.spare <- p.w:
+			default:
+			}
+		}
 	}
+}
+
+// newPacker returns an empty pack writer, for data packs with room for a
+// whole pack. (Tree packs are mostly small: the last one of a backup is
+// all most backups write.)
+func (w *blobWriter) newPacker(t pack.BlobType) *pack.Writer {
+	if t != pack.DataBlob {
+		return pack.NewWriter(headerSealer{w.r.keys.pack})
+	}
+	select {
+	case pw := <-w.spare:
+		pw.Reset()
+		return pw
+	default:
+	}
+	pw := pack.NewWriter(headerSealer{w.r.keys.pack})
+	// A pack ends with the blob that takes it past the target size: leave
+	// room for a typical chunk beyond it.
+	pw.Grow(w.r.cfg.PackSize + 2<<20)
+	return pw
 }
 
 func (w *blobWriter) upload(p finishedPack) error {
@@ -182,7 +215,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 	}
 	pw := w.packers[t]
 	if pw == nil {
-		pw = pack.NewWriter(headerSealer{r.keys.pack})
+		pw = w.newPacker(t)
 		w.packers[t] = pw
 	}
 	if _, err := pw.Add(t, blobID, sealed, rawLength); err != nil {
@@ -216,7 +249,7 @@ func finish(pw *pack.Writer) (*finishedPack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finish pack: %w", err)
 	}
-	return &finishedPack{data: data, entries: entries, id: packID}, nil
+	return &finishedPack{data: data, entries: entries, id: packID, w: pw}, nil
 }
 
 // Flush writes every pending blob into durable, indexed packs.

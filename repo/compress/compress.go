@@ -3,6 +3,7 @@ package compress
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -24,14 +25,20 @@ var (
 	decoder     *zstd.Decoder
 )
 
-// The shared encoder and decoder are safe for concurrent EncodeAll/DecodeAll;
-// one of each keeps memory flat however many workers compress at once.
+// The shared encoder and decoder are safe for concurrent EncodeAll/DecodeAll.
+// The encoder holds one encoding state per CPU: EncodeAll takes a state for
+// the whole call, so with fewer states than CPUs the backup's workers would
+// queue behind one another for compression (with one, compression ran on a
+// single core however many sealers there were). A state is a few hundred
+// KiB, so memory stays flat however many workers compress at once. The
+// number of states does not change the output: each EncodeAll is encoded
+// by one state from scratch.
 func enc() *zstd.Encoder {
 	encoderOnce.Do(func() {
 		var err error
 		encoder, err = zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.SpeedFastest),
-			zstd.WithEncoderConcurrency(1),
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 			zstd.WithZeroFrames(true),
 			zstd.WithEncoderCRC(false)) // the AEAD tag already authenticates every byte
 		if err != nil {

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -71,4 +75,47 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded %d bytes, bound %d", len(out), maxLen)
 		}
 	})
+}
+
+// TestEncodeSameAsSingleState pins that the shared encoder, which holds one
+// state per CPU, frames exactly as a single-state encoder does, also when
+// called concurrently: identical chunks must keep sealing to identical
+// blobs, whichever worker compresses them.
+func TestEncodeSameAsSingleState(t *testing.T) {
+	single, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithZeroFrames(true),
+		zstd.WithEncoderCRC(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inputs [][]byte
+	for i := range 8 {
+		var buf bytes.Buffer
+		for j := 0; buf.Len() < (i+1)*300<<10; j++ {
+			fmt.Fprintf(&buf, "line %d of input %d: costor backs up files\n", j*j%977, i)
+		}
+		inputs = append(inputs, buf.Bytes())
+	}
+	want := make([][]byte, len(inputs))
+	for i, in := range inputs {
+		want[i] = append([]byte{flagZstd}, single.EncodeAll(in, nil)...)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4*len(inputs))
+	for range 4 {
+		wg.Go(func() {
+			for i, in := range inputs {
+				if got := Encode(nil, in); !bytes.Equal(got, want[i]) {
+					errs <- fmt.Sprintf("input %d: %d bytes, single-state encoder %d", i, len(got), len(want[i]))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
 }
