@@ -73,11 +73,11 @@ type server struct {
 	// gcMu lets prune run alone: the index work of uploads, commits,
 	// missing queries and forgets holds it shared (never while a request
 	// body is read), so no commit can count on a blob prune is deleting.
-	gcMu      sync.RWMutex
+	gcMu sync.RWMutex
 	// writing claims blobs an upload is storing, so that concurrent
 	// uploads of the same data (20 machines starting at once) store it
 	// once: the others wait for the claim instead of writing a copy.
-	writing claims
+	writing   claims
 	snapLocks keyedMutex
 	grace     time.Duration
 
