@@ -123,14 +123,17 @@ func (s *server) upload(w http.ResponseWriter, rq *request) {
 	// under gcMu before the answer.
 	body := &countingReader{r: bufio.NewReaderSize(http.MaxBytesReader(w, rq.Body, weight), 64<<10)}
 	br := api.NewBatchReader(body)
-	pw := pack.NewWriter(s.sealer)
-	pw.Grow(int(weight)) // one copy per blob, no regrowing of an 8 MiB buffer
+	pw := s.packWriter()
+	defer s.packWriters.Put(pw) // savePack is done with its bytes by then
+	pw.Grow(int(weight))        // one copy per blob, no regrowing of an 8 MiB buffer
 	seen := map[id.ID]bool{}
 	claim := s.writing.newClaim()
 	defer claim.release() // also on every error below: waiters then see the blob missing
 	var known, others []id.ID
 	var waits []<-chan struct{}
-	var buf []byte
+	bufp := s.blobBufs.Get().(*[]byte)
+	defer s.blobBufs.Put(bufp)
+	buf := (*bufp)[:0]
 	total := 0
 	for {
 		// BatchReader allocates a blob's declared length before reading
@@ -183,7 +186,7 @@ func (s *server) upload(w http.ResponseWriter, rq *request) {
 			return
 		}
 	}
-	buf, seen = nil, nil
+	*bufp, seen = buf[:0], nil
 	rq.detail = fmt.Sprintf("%d blobs, %d already stored", total, len(known))
 
 	// Once the pack is being saved, finish even if the client hangs up: a
@@ -232,6 +235,17 @@ func (s *server) upload(w http.ResponseWriter, rq *request) {
 	}
 	rq.detail = fmt.Sprintf("%d blobs, %d already stored, %d stored by a concurrent upload, %d new", total, len(known), len(others), pw.Count())
 	w.WriteHeader(http.StatusOK)
+}
+
+// packWriter returns an empty pack writer, reusing one whose buffer a
+// finished upload left: fresh 8 MiB buffers per request cost page faults
+// and zeroing on every upload.
+func (s *server) packWriter() *pack.Writer {
+	if pw, ok := s.packWriters.Get().(*pack.Writer); ok {
+		pw.Reset()
+		return pw
+	}
+	return pack.NewWriter(s.sealer)
 }
 
 // claims is the set of blobs uploads are storing right now.

@@ -77,9 +77,13 @@ type server struct {
 	// writing claims blobs an upload is storing, so that concurrent
 	// uploads of the same data (20 machines starting at once) store it
 	// once: the others wait for the claim instead of writing a copy.
-	writing   claims
-	snapLocks keyedMutex
-	grace     time.Duration
+	writing claims
+	// packWriters and blobBufs keep the buffers of finished uploads for
+	// the next ones (the memory budget bounds how many are in use).
+	packWriters sync.Pool
+	blobBufs    sync.Pool
+	snapLocks   keyedMutex
+	grace       time.Duration
 
 	mu sync.Mutex
 	// unreffed lists snapshot records found without refs in the index
@@ -198,6 +202,7 @@ func open(ctx context.Context, dataDir, certFile, keyFile string, logger *slog.L
 		grace:    pruneGrace,
 		unreffed: map[id.ID]bool{},
 	}
+	s.blobBufs.New = func() any { return new([]byte) }
 	if s.tokens, err = openTokens(filepath.Join(dataDir, "tokens.json")); err != nil {
 		return nil, cert, "", fmt.Errorf("server: %w", err)
 	}

@@ -118,9 +118,17 @@ func TestWriterReset(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		packBytes, entries, _, err := w.Finish()
+		if round == 1 {
+			w.Grow(1 << 20) // a regrown buffer keeps the running hash right
+		}
+		packBytes, entries, packID, err := w.Finish()
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The ID is hashed as the pack grows; across Resets and a Grow it
+		// must still be the SHA-256 of the whole file.
+		if packID != id.Hash(packBytes) {
+			t.Fatalf("round %d: pack ID %s is not the SHA-256 of the pack", round, packID.Short())
 		}
 		if _, err := w.Add(DataBlob, id.ID{}, []byte("x"), 1); err == nil {
 			t.Fatal("Add after Finish succeeded")
