@@ -527,7 +527,8 @@ func TestFnErrorReturnedAsIs(t *testing.T) {
 
 func TestPrefixesDistinct(t *testing.T) {
 	all := []byte{prefixBlob, prefixPack, prefixPackBlob, prefixSnapshot, prefixVersion, prefixMeta,
-		prefixHistoryName, prefixVersionDone, prefixMark}
+		prefixHistoryName, prefixVersionDone, prefixMark, prefixStored,
+		prefixRef, prefixSnapRef, prefixRefHost, prefixTold}
 	seen := map[byte]bool{}
 	for _, p := range all {
 		if seen[p] {
