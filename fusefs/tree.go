@@ -118,6 +118,7 @@ type entryNode struct {
 
 var (
 	_ fs.NodeOpener      = (*entryNode)(nil)
+	_ fs.NodeFlusher     = (*entryNode)(nil)
 	_ fs.NodeReadlinker  = (*entryNode)(nil)
 	_ fs.NodeGetattrer   = (*entryNode)(nil)
 	_ fs.NodeGetxattrer  = (*entryNode)(nil)
@@ -152,6 +153,14 @@ func (e *entryNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32
 		e.reader = r
 	}
 	return &fileHandle{r: e.reader, fsys: e.fsys}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Flush answers the FLUSH the kernel sends at every close(2) with ENOSYS,
+// which tells it once for the whole mount that flushes are not needed: a
+// read-only file has nothing to flush, and each one was a round trip
+// through the daemon per file read.
+func (e *entryNode) Flush(context.Context, fs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
 }
 
 // Read serves one read request of an open file.
