@@ -113,7 +113,8 @@ func Restore(ctx context.Context, r Repository, hk *repo.HostKey, rootTree id.ID
 	if node.Type == tree.Dir {
 		err = rs.contents(ctx, node.Subtree, ".", snapDir, rs.matches(snapDir, node.Name))
 	} else {
-		err = rs.node(ctx, node, node.Name, snapDir, rs.matches(snapDir, node.Name))
+		d := &dirHandle{rel: "."}
+		err = rs.node(ctx, d, node, node.Name, snapDir, rs.matches(snapDir, node.Name))
 	}
 	close(rs.jobs)
 	wg.Wait()
@@ -180,17 +181,55 @@ func (rs *restorer) contents(ctx context.Context, treeID id.ID, rel, snapDir str
 	if err != nil {
 		return err
 	}
+	d := &dirHandle{rel: rel}
+	defer rs.closeDir(d)
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
 		childSnap := path.Join(snapDir, n.Name)
-		if err := rs.node(ctx, n, path.Join(rel, n.Name), childSnap, all || rs.matches(childSnap, n.Name)); err != nil {
+		if err := rs.node(ctx, d, n, path.Join(rel, n.Name), childSnap, all || rs.matches(childSnap, n.Name)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (rs *restorer) node(ctx context.Context, n *tree.Node, rel, snapPath string, selected bool) error {
+// dirHandle is the directory whose entries the traversal is creating, held
+// open (as an os.Root of its own) from its first entry to its last: each
+// entry is then created with one openat beside it, where going through the
+// target's root opens and closes every directory on the way down again.
+// The traversal holds one per level, so open descriptors stay bounded by
+// the depth of the tree.
+type dirHandle struct {
+	rel  string
+	root *os.Root // nil until an entry needs it
+}
+
+// openDir returns d's directory, opening it the first time (after
+// ensureParent has made sure it exists and is a real directory).
+func (rs *restorer) openDir(d *dirHandle) (*os.Root, error) {
+	if d.root != nil {
+		return d.root, nil
+	}
+	if d.rel == "." {
+		d.root = rs.root
+		return d.root, nil
+	}
+	r, err := rs.root.OpenRoot(d.rel)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", filepath.Join(rs.opts.Target, d.rel), err)
+	}
+	d.root = r
+	return r, nil
+}
+
+func (rs *restorer) closeDir(d *dirHandle) {
+	if d.root != nil && d.root != rs.root {
+		d.root.Close()
+	}
+	d.root = nil
+}
+
+func (rs *restorer) node(ctx context.Context, d *dirHandle, n *tree.Node, rel, snapPath string, selected bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -215,23 +254,40 @@ func (rs *restorer) node(ctx context.Context, n *tree.Node, rel, snapPath string
 	if err := rs.ensureParent(rel); err != nil {
 		return err
 	}
-	if err := rs.clear(rel); err != nil {
+	dir, err := rs.openDir(d)
+	if err != nil {
 		return err
 	}
+	// Entries are created exclusively; only when something is in the way
+	// (an earlier restore) is it looked at and removed, so a fresh target
+	// costs no stat per entry.
 	abs := filepath.Join(rs.opts.Target, rel)
 	switch n.Type {
 	case tree.File:
 		if n.Links > 1 {
 			key := [2]uint64{n.Device, n.Inode}
 			if first, ok := rs.links[key]; ok {
-				if err := rs.root.Link(first, rel); err != nil {
+				err := rs.root.Link(first, rel)
+				if errors.Is(err, fs.ErrExist) {
+					if err = rs.clear(dir, n.Name, rel); err == nil {
+						err = rs.root.Link(first, rel)
+					}
+				}
+				if err != nil {
 					return fmt.Errorf("restore hard link %s: %w", abs, err)
 				}
 				return nil
 			}
 			rs.links[key] = rel
 		}
-		f, err := rs.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
+		f, err := dir.OpenFile(n.Name, flags, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			if err = rs.clear(dir, n.Name, rel); err != nil {
+				return err
+			}
+			f, err = dir.OpenFile(n.Name, flags, 0o600)
+		}
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", abs, err)
 		}
@@ -243,10 +299,19 @@ func (rs *restorer) node(ctx context.Context, n *tree.Node, rel, snapPath string
 		}
 		return nil
 	case tree.Symlink:
-		if err := rs.root.Symlink(n.LinkTarget, rel); err != nil {
+		err := dir.Symlink(n.LinkTarget, n.Name)
+		if errors.Is(err, fs.ErrExist) {
+			if err = rs.clear(dir, n.Name, rel); err == nil {
+				err = dir.Symlink(n.LinkTarget, n.Name)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("restore symlink %s: %w", abs, err)
 		}
 	default:
+		if err := rs.clear(dir, n.Name, rel); err != nil {
+			return err
+		}
 		if err := fsmeta.CreateSpecial(abs, n); err != nil {
 			rs.warn(fmt.Sprintf("%s: %v", abs, err))
 			return nil
@@ -261,8 +326,8 @@ func (rs *restorer) node(ctx context.Context, n *tree.Node, rel, snapPath string
 
 // clear removes whatever sits at rel (a file or a symlink from an earlier
 // restore), never following it. A directory in the way is an error.
-func (rs *restorer) clear(rel string) error {
-	fi, err := rs.root.Lstat(rel)
+func (rs *restorer) clear(dir *os.Root, name, rel string) error {
+	fi, err := dir.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -272,7 +337,7 @@ func (rs *restorer) clear(rel string) error {
 	if fi.IsDir() {
 		return fmt.Errorf("restore %s: a directory is in the way", filepath.Join(rs.opts.Target, rel))
 	}
-	return rs.root.Remove(rel)
+	return dir.Remove(name)
 }
 
 // ensureDir makes sure rel is a real directory (not a symlink) and records
@@ -325,16 +390,21 @@ func (rs *restorer) worker(ctx context.Context) {
 				rs.firstErr = err
 			}
 			rs.mu.Unlock()
-			continue
 		}
-		rs.apply(job.rel, &job.node)
 	}
 }
 
+// writeFile writes a file's content and then its metadata, through the
+// descriptor the traversal opened, and closes it.
 func (rs *restorer) writeFile(ctx context.Context, job restoreJob) error {
 	abs := filepath.Join(rs.opts.Target, job.rel)
 	f := job.file
-	defer f.Close()
+	closed := false
+	defer func() {
+		if !closed {
+			f.Close()
+		}
+	}()
 	var sum hash.Hash
 	if rs.opts.Verify {
 		sum = sha256.New()
@@ -350,8 +420,22 @@ func (rs *restorer) writeFile(ctx context.Context, job restoreJob) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", abs, err)
 	}
+	if sum != nil {
+		// Before the metadata: a mode like 0400 would keep us out.
+		if err := rs.verify(job.rel, sum.Sum(nil)); err != nil {
+			return err
+		}
+	}
+	warnings, aerr := fsmeta.ApplyFile(f, abs, &job.node, fsmeta.ApplyOptions{Owner: rs.opts.Owner})
+	closed = true
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", abs, err)
+	}
+	for _, w := range warnings {
+		rs.warn(fmt.Sprintf("%s: %s", abs, w))
+	}
+	if aerr != nil {
+		rs.warn(fmt.Sprintf("%s: %v", abs, aerr))
 	}
 	rs.mu.Lock()
 	rs.res.Files++
@@ -359,11 +443,6 @@ func (rs *restorer) writeFile(ctx context.Context, job restoreJob) error {
 	rs.mu.Unlock()
 	if p := rs.opts.Progress; p != nil {
 		p.FilesDone.Add(1)
-	}
-	if sum != nil {
-		if err := rs.verify(job.rel, sum.Sum(nil)); err != nil {
-			return err
-		}
 	}
 	return nil
 }

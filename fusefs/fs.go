@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,9 @@ type filesystem struct {
 	// directories.
 	uid, gid uint32
 	started  time.Time
+	// noOpen is set once the kernel is known to take ENOSYS for an open
+	// as "no opens needed" (FUSE_NO_OPEN_SUPPORT).
+	noOpen atomic.Bool
 
 	errMu    sync.Mutex
 	loggedEr map[string]bool

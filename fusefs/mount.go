@@ -47,6 +47,7 @@ func Mount(ctx context.Context, mountpoint string, src Source, opts Options) err
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
+	fsys.noOpen.Store(server.KernelSettings().Flags&fuse.CAP_NO_OPEN_SUPPORT != 0)
 	opts.Logger.Debug("mounted", "mountpoint", mountpoint)
 	if opts.OnMount != nil {
 		opts.OnMount()

@@ -22,7 +22,9 @@ type chunkCache = lru[tree.Chunk, []byte]
 func newChunkCache(base context.Context, limit int64, prefetchers int,
 	read func(ctx context.Context, c tree.Chunk, dst []byte) ([]byte, error)) *chunkCache {
 	load := func(ctx context.Context, c tree.Chunk) ([]byte, error) {
-		data, err := read(ctx, c, make([]byte, 0, c.Length))
+		// No buffer of our own: the repository then hands back an
+		// incompressible chunk in the buffer it read and decrypted it in.
+		data, err := read(ctx, c, nil)
 		if err != nil {
 			return nil, fmt.Errorf("read chunk %s: %w", c.ID.Short(), err)
 		}

@@ -66,6 +66,9 @@ func (m *memChunks) read(ctx context.Context, c tree.Chunk, dst []byte) ([]byte,
 	if m.short {
 		d = d[:len(d)-1]
 	}
+	if dst == nil { // like the repository: a buffer of the chunk's size
+		dst = make([]byte, 0, len(d))
+	}
 	return append(dst, d...), nil
 }
 

@@ -112,12 +112,17 @@ type entryNode struct {
 	fs.Inode
 	meta
 
-	mu     sync.Mutex
-	reader *fileReader // built on first open, shared by all opens
+	mu sync.Mutex
+	// shared is built on first open and holds the reader all opens share;
+	// it serves the reads that come without a handle of their own, once
+	// the kernel opens files without asking (see Open).
+	shared *fileHandle
 }
 
 var (
 	_ fs.NodeOpener      = (*entryNode)(nil)
+	_ fs.NodeFlusher     = (*entryNode)(nil)
+	_ fs.NodeReader      = (*entryNode)(nil)
 	_ fs.NodeReadlinker  = (*entryNode)(nil)
 	_ fs.NodeGetattrer   = (*entryNode)(nil)
 	_ fs.NodeGetxattrer  = (*entryNode)(nil)
@@ -135,6 +140,14 @@ func (e *entryNode) Readlink(context.Context) ([]byte, syscall.Errno) {
 
 // Open hands out a read handle. The content never changes, so the kernel may
 // keep its page cache across opens.
+//
+// When the kernel supports it, a regular file's open is instead answered
+// with ENOSYS, which tells the kernel once for the whole mount that opens
+// need no round trip through the daemon: later opens, and their releases,
+// never reach us, and reads come without a handle (Read then uses the
+// node's shared one). The kernel keeps the page cache across such opens,
+// as FOPEN_KEEP_CACHE does. The mount is read-only, so the kernel itself
+// refuses opens for writing with EROFS.
 func (e *entryNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
@@ -142,16 +155,53 @@ func (e *entryNode) Open(_ context.Context, flags uint32) (fs.FileHandle, uint32
 	if e.node.Type != tree.File {
 		return nil, 0, syscall.EINVAL
 	}
+	h, errno := e.handle()
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	if e.fsys.noOpen.Load() {
+		return nil, 0, syscall.ENOSYS
+	}
+	return &fileHandle{r: h.r, fsys: e.fsys}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// handle returns the node's shared handle, building the reader on first
+// use.
+func (e *entryNode) handle() (*fileHandle, syscall.Errno) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.reader == nil {
+	if e.shared == nil {
 		r, err := newFileReader(&e.node, e.fsys.chunks)
 		if err != nil {
-			return nil, 0, e.fsys.errno("open", err)
+			return nil, e.fsys.errno("open", err)
 		}
-		e.reader = r
+		e.shared = &fileHandle{r: r, fsys: e.fsys}
 	}
-	return &fileHandle{r: e.reader, fsys: e.fsys}, fuse.FOPEN_KEEP_CACHE, 0
+	return e.shared, 0
+}
+
+// Read serves a read through the handle Open gave out, or, when opens
+// no longer reach us, through the node's shared one.
+func (e *entryNode) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	h, ok := f.(*fileHandle)
+	if !ok {
+		if e.node.Type != tree.File {
+			return nil, syscall.EINVAL
+		}
+		var errno syscall.Errno
+		if h, errno = e.handle(); errno != 0 {
+			return nil, errno
+		}
+	}
+	return h.Read(ctx, dest, off)
+}
+
+// Flush answers the FLUSH the kernel sends at every close(2) with ENOSYS,
+// which tells it once for the whole mount that flushes are not needed: a
+// read-only file has nothing to flush, and each one was a round trip
+// through the daemon per file read.
+func (e *entryNode) Flush(context.Context, fs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
 }
 
 // Read serves one read request of an open file.

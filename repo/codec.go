@@ -26,11 +26,27 @@ func SealChunk(keyer *crypto.ChunkKeyer, plaintext, scratch, dst []byte) (tree.C
 // key from the (trusted) tree, so damaged or substituted bytes fail here
 // with ErrBlobCorrupt even when the caller skipped the ID check.
 func OpenChunk(c tree.Chunk, sealed, dst []byte) ([]byte, error) {
-	framed, err := crypto.NewSIVKey(c.Key).OpenAuthenticated(nil, sealed)
+	return openChunk(c, sealed, dst, false)
+}
+
+// openChunk is OpenChunk; owned says sealed is the caller's to destroy, so
+// it is decrypted in place and an incompressible chunk's plaintext may be
+// returned inside it (when dst has no room), saving two buffers and their
+// copies per chunk.
+func openChunk(c tree.Chunk, sealed, dst []byte, owned bool) ([]byte, error) {
+	var framed []byte
+	var err error
+	decode := compress.Decode
+	if owned && len(sealed) >= crypto.NonceSize {
+		framed, err = crypto.NewSIVKey(c.Key).OpenAuthenticated(sealed[crypto.NonceSize:crypto.NonceSize], sealed)
+		decode = compress.DecodeOwned
+	} else {
+		framed, err = crypto.NewSIVKey(c.Key).OpenAuthenticated(nil, sealed)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("decrypt chunk %s: %w: %w", c.ID.Short(), ErrBlobCorrupt, err)
 	}
-	out, err := compress.Decode(dst, framed, int(c.Length))
+	out, err := decode(dst, framed, int(c.Length))
 	if err != nil {
 		return nil, fmt.Errorf("decompress chunk %s: %w", c.ID.Short(), err)
 	}
@@ -48,7 +64,8 @@ func (r *Repository) ReadChunk(ctx context.Context, c tree.Chunk, dst []byte) ([
 	if err != nil {
 		return nil, err
 	}
-	out, err := OpenChunk(c, sealed, dst)
+	// sealed is a fresh buffer of ours (readAt, or the server's reply).
+	out, err := openChunk(c, sealed, dst, true)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s; run `costor check --read-data`)", err, where)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -87,9 +88,64 @@ func Apply(path string, n *tree.Node, opts ApplyOptions) (warnings []string, err
 	return warnings, nil
 }
 
+// ApplyFile is Apply for a regular file the caller holds open (for
+// writing, say): the same steps in the same order, through the descriptor
+// instead of the path, so no path is looked up again and nothing the
+// restore does not hold (a symlink swapped in) can be touched. path names
+// the file in messages (other platforms apply through it).
+func ApplyFile(f *os.File, path string, n *tree.Node, opts ApplyOptions) (warnings []string, err error) {
+	name := path
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("apply metadata to %q: %w", name, err)
+	}
+	var opErr error
+	if cerr := sc.Control(func(fd uintptr) {
+		warnings, opErr = applyFD(int(fd), name, n, opts)
+	}); cerr != nil {
+		return warnings, fmt.Errorf("apply metadata to %q: %w", name, cerr)
+	}
+	return warnings, opErr
+}
+
+func applyFD(fd int, name string, n *tree.Node, opts ApplyOptions) (warnings []string, err error) {
+	if opts.Owner {
+		w, err := ownerWith(name, n, func(uid, gid int) error { return unix.Fchown(fd, uid, gid) })
+		if err != nil {
+			return warnings, err
+		}
+		if w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	for _, x := range n.Xattrs {
+		if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
+			if noXattrs(err) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+				warnings = append(warnings, fmt.Sprintf("set xattr %s on %q: %v", x.Name, name, err))
+				continue
+			}
+			return warnings, fmt.Errorf("set xattr %s on %q: %w", x.Name, name, err)
+		}
+	}
+	if err := unix.Fchmod(fd, n.Mode&0o7777); err != nil {
+		return warnings, fmt.Errorf("chmod %q: %w", name, err)
+	}
+	ts := [2]unix.Timespec{unix.NsecToTimespec(n.ATime), unix.NsecToTimespec(n.MTime)}
+	// utimensat(fd, NULL, ts, 0) is futimens(fd, ts).
+	if _, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0); e != 0 {
+		return warnings, fmt.Errorf("set times of %q: %w", name, e)
+	}
+	return warnings, nil
+}
+
 // applyOwner changes path's owner when allowed: as root always, otherwise
 // only to our own UID and one of our groups (which the kernel permits).
 func applyOwner(path string, n *tree.Node) (warning string, err error) {
+	return ownerWith(path, n, func(uid, gid int) error { return unix.Lchown(path, uid, gid) })
+}
+
+// ownerWith is applyOwner with the chown call given.
+func ownerWith(path string, n *tree.Node, chown func(uid, gid int) error) (warning string, err error) {
 	uid, gid := int(n.UID), int(n.GID)
 	if euid := os.Geteuid(); euid != 0 {
 		if uid != euid {
@@ -100,7 +156,7 @@ func applyOwner(path string, n *tree.Node) (warning string, err error) {
 			return fmt.Sprintf("group of %q not restored: gid %d is not one of ours", path, gid), nil
 		}
 	}
-	if err := unix.Lchown(path, uid, gid); err != nil {
+	if err := chown(uid, gid); err != nil {
 		// EPERM/EINVAL: no privilege after all, or an ID unmapped in this
 		// user namespace. Neither is worth failing a restore over.
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {

@@ -141,5 +141,11 @@ func Apply(path string, n *tree.Node, opts ApplyOptions) (warnings []string, err
 	return warnings, nil
 }
 
+// ApplyFile is Apply for a regular file the caller holds open; here it
+// applies through path, after the same checks.
+func ApplyFile(f *os.File, path string, n *tree.Node, opts ApplyOptions) (warnings []string, err error) {
+	return Apply(path, n, opts)
+}
+
 // HasHoles cannot tell here and reports false.
 func HasHoles(f *os.File) (bool, error) { return false, nil }

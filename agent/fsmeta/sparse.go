@@ -13,18 +13,22 @@ const sparseBlock = 4096
 
 var zeroBlock [sparseBlock]byte
 
-// SparseWriter writes a file's content front to back, skipping every
-// block-aligned run of zero bytes so that it becomes a hole, and at Close
-// extends the file to its full length so trailing holes exist too.
+// SparseWriter writes a file's content front to back, leaving every
+// block-aligned block of zero bytes unwritten so that it becomes a hole, and
+// at Close extends the file to its full length so trailing holes exist too.
 //
-// The file must be empty when the writer is created (skipped ranges are not
-// written, so old bytes there would survive). Writes go through WriteAt at
-// the writer's own offset, starting at 0; f's file position is not used.
+// The file must be empty when the writer is created: bytes not written read
+// as zeros. That is also why nothing needs holding back across Writes: the
+// zero bytes of a block that turns out to hold data too are simply never
+// written, and a block that is zero in every Write that touches it is never
+// touched at all. So each Write of data costs one WriteAt whatever the
+// chunk boundaries, and holes still go exactly where whole blocks are zero.
+// Writes go through WriteAt at the writer's own offset, starting at 0; f's
+// file position is not used.
 type SparseWriter struct {
-	f       *os.File
-	off     int64 // bytes accepted so far = offset of the next byte
-	pending int   // bytes of the current partial block held in buf
-	buf     [sparseBlock]byte
+	f   *os.File
+	off int64 // bytes accepted so far = offset of the next byte
+	end int64 // offset just past the last byte written
 }
 
 // NewSparseWriter returns a writer for the empty file f.
@@ -32,73 +36,56 @@ func NewSparseWriter(f *os.File) *SparseWriter {
 	return &SparseWriter{f: f}
 }
 
-// Write accepts p of any length. Bytes of a block not yet complete are held
-// back until the block is full or Close is called, so chunk boundaries do
-// not decide where holes go.
+// Write accepts p of any length, writing the runs of its blocks (aligned
+// to the file, the first and last possibly partial) that hold a non-zero
+// byte, one WriteAt per run.
 func (w *SparseWriter) Write(p []byte) (int, error) {
 	total := len(p)
-	if w.pending > 0 {
-		n := copy(w.buf[w.pending:], p)
-		w.pending += n
-		p = p[n:]
-		if w.pending < sparseBlock {
-			return total, nil
-		}
-		if err := w.flushBlocks(w.buf[:]); err != nil {
-			return 0, err
-		}
-		w.pending = 0
+	base := w.off
+	// seg is the length of the block segment at i: up to the next block
+	// boundary of the file.
+	seg := func(i int) int {
+		return min(len(p)-i, sparseBlock-int((base+int64(i))%sparseBlock))
 	}
-	full := len(p) - len(p)%sparseBlock
-	if full > 0 {
-		if err := w.flushBlocks(p[:full]); err != nil {
-			return 0, err
+	zero := func(b []byte) bool { return bytes.Equal(b, zeroBlock[:len(b)]) }
+	for i := 0; i < len(p); {
+		for i < len(p) {
+			n := seg(i)
+			if !zero(p[i : i+n]) {
+				break
+			}
+			i += n
 		}
+		j := i
+		for j < len(p) {
+			n := seg(j)
+			if zero(p[j : j+n]) {
+				break
+			}
+			j += n
+		}
+		if j > i {
+			at := base + int64(i)
+			if _, err := w.f.WriteAt(p[i:j], at); err != nil {
+				w.off = at
+				return i, fmt.Errorf("write %s at %d: %w", w.f.Name(), at, err)
+			}
+			w.end = base + int64(j)
+		}
+		i = j
 	}
-	w.pending = copy(w.buf[:], p[full:])
+	w.off = base + int64(total)
 	return total, nil
 }
 
-// flushBlocks writes p (a whole number of blocks, starting at w.off) with
-// one WriteAt per run of non-zero blocks, skipping zero blocks.
-func (w *SparseWriter) flushBlocks(p []byte) error {
-	for len(p) > 0 {
-		n := 0
-		for n < len(p) && bytes.Equal(p[n:n+sparseBlock], zeroBlock[:]) {
-			n += sparseBlock
-		}
-		w.off += int64(n)
-		p = p[n:]
-		n = 0
-		for n < len(p) && !bytes.Equal(p[n:n+sparseBlock], zeroBlock[:]) {
-			n += sparseBlock
-		}
-		if n > 0 {
-			if _, err := w.f.WriteAt(p[:n], w.off); err != nil {
-				return fmt.Errorf("write %s at %d: %w", w.f.Name(), w.off, err)
-			}
-			w.off += int64(n)
-			p = p[n:]
-		}
-	}
-	return nil
-}
-
 // Size is the number of bytes accepted so far.
-func (w *SparseWriter) Size() int64 { return w.off + int64(w.pending) }
+func (w *SparseWriter) Size() int64 { return w.off }
 
-// Close writes the last partial block (unless it is all zeros) and
-// truncates the file to the total length. It does not close the file.
+// Close extends the file to the total length when it ends in zeros that
+// were not written. It does not close the file.
 func (w *SparseWriter) Close() error {
-	if w.pending > 0 {
-		tail := w.buf[:w.pending]
-		if !bytes.Equal(tail, zeroBlock[:w.pending]) {
-			if _, err := w.f.WriteAt(tail, w.off); err != nil {
-				return fmt.Errorf("write %s at %d: %w", w.f.Name(), w.off, err)
-			}
-		}
-		w.off += int64(w.pending)
-		w.pending = 0
+	if w.off == w.end {
+		return nil
 	}
 	if err := w.f.Truncate(w.off); err != nil {
 		return fmt.Errorf("truncate %s to %d: %w", w.f.Name(), w.off, err)

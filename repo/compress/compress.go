@@ -75,6 +75,19 @@ func Encode(dst, src []byte) []byte {
 	return append(dst, src...)
 }
 
+// DecodeOwned is Decode for a src the caller gives up: when dst is empty
+// and has no room for it, a stored (incompressible) frame's bytes are
+// returned in place, sharing src's memory, instead of copied.
+func DecodeOwned(dst, src []byte, maxLen int) ([]byte, error) {
+	if len(src) > 0 && src[0] == flagRaw && len(dst) == 0 && cap(dst) < len(src)-1 {
+		if len(src)-1 > maxLen {
+			return nil, fmt.Errorf("%w: raw length %d exceeds %d", ErrCorrupt, len(src)-1, maxLen)
+		}
+		return src[1:], nil
+	}
+	return Decode(dst, src, maxLen)
+}
+
 // Decode appends the plaintext of framed src to dst. maxLen bounds the
 // decoded size (the caller knows the plaintext length from the index or the
 // tree); anything longer is corrupt.

@@ -119,3 +119,22 @@ func TestEncodeSameAsSingleState(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+func TestDecodeOwned(t *testing.T) {
+	random := make([]byte, 10000)
+	rand.Read(random)
+	text := bytes.Repeat([]byte("costor "), 2000)
+	for _, plain := range [][]byte{random, text} {
+		for _, dst := range [][]byte{nil, make([]byte, 0, len(plain)), []byte("prefix")} {
+			framed := Encode(nil, plain)
+			want := append(append([]byte(nil), dst...), plain...)
+			got, err := DecodeOwned(dst, framed, len(plain))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("DecodeOwned(%d-byte dst) = %d bytes, %v", len(dst), len(got), err)
+			}
+			if _, err := DecodeOwned(dst, Encode(nil, plain), len(plain)-1); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("too long for maxLen: err %v", err)
+			}
+		}
+	}
+}

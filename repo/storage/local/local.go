@@ -33,7 +33,8 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); re
 
 // Storage is a repository in a local directory. It is safe for concurrent use.
 type Storage struct {
-	dir string
+	dir   string
+	packs openPacks
 }
 
 var _ storage.Storage = (*Storage)(nil)
@@ -102,8 +103,11 @@ func Create(dir string) (*Storage, error) {
 // Location returns the repository directory.
 func (s *Storage) Location() string { return s.dir }
 
-// Close does nothing: no file stays open between calls.
-func (s *Storage) Close() error { return nil }
+// Close closes the pack files kept open for loads.
+func (s *Storage) Close() error {
+	s.packs.closeAll()
+	return nil
+}
 
 // dirOf returns the directory an object of h lives in. h must be valid.
 func (s *Storage) dirOf(h storage.Handle) (string, error) {
@@ -157,6 +161,7 @@ func (s *Storage) Save(ctx context.Context, h storage.Handle, data io.ReaderAt, 
 		_ = os.Remove(tmp)
 		return fmt.Errorf("local storage: save %s to %s: %w", h, tmp, err)
 	}
+	s.packs.forget(p) // the name now stands for the new file
 	if err := os.Rename(tmp, p); err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("local storage: save %s: %w", h, err)
@@ -217,6 +222,14 @@ func (s *Storage) Load(ctx context.Context, h storage.Handle, offset, length int
 	if offset < 0 || length < 0 {
 		return fmt.Errorf("local storage: load %s: negative range [%d, +%d)", h, offset, length)
 	}
+	if h.Kind == storage.KindPacks {
+		op, err := s.packs.acquire(p)
+		if err != nil {
+			return fmt.Errorf("local storage: load %s: %w", h, err)
+		}
+		defer s.packs.release(op)
+		return loadRange(ctx, h, p, op.f, op.size, offset, length, fn)
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("local storage: load %s: %w", h, err)
@@ -226,7 +239,12 @@ func (s *Storage) Load(ctx context.Context, h storage.Handle, offset, length int
 	if err != nil {
 		return fmt.Errorf("local storage: load %s: %w", h, err)
 	}
-	size := fi.Size()
+	return loadRange(ctx, h, p, f, fi.Size(), offset, length, fn)
+}
+
+// loadRange hands fn the range [offset, +length) of f (length 0: to the
+// end), after checking it lies within size.
+func loadRange(ctx context.Context, h storage.Handle, p string, f *os.File, size, offset, length int64, fn func(io.Reader) error) error {
 	if offset > size || length > size-offset {
 		return fmt.Errorf("local storage: load %s: range [%d, +%d) outside %s of %d bytes", h, offset, length, p, size)
 	}
@@ -275,6 +293,7 @@ func (s *Storage) Remove(ctx context.Context, h storage.Handle) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("local storage: remove %s: %w", h, err)
 	}
+	s.packs.forget(p)
 	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("local storage: remove %s: %w", h, err)
 	}
