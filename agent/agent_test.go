@@ -529,8 +529,13 @@ func TestParentWithLostChunks(t *testing.T) {
 
 	second := tr.backup(t, func(o *agent.BackupOptions) { only(o); o.Parent = parent })
 	s := second.Stats
-	if s.FilesSame != uint64(intact) || s.FilesChanged != uint64(nFiles-intact) {
-		t.Errorf("stats %+v, want %d reused and %d read again", s, intact, nFiles-intact)
+	// Files whose chunks were all intact are reused. A file that shares a
+	// lost chunk with another may be reused too once the other's re-read
+	// has stored that chunk again (directories are listed in parallel, so
+	// which comes first varies); the restore below proves nothing the new
+	// snapshot references is missing.
+	if s.FilesSame < uint64(intact) || s.FilesSame+s.FilesChanged != uint64(nFiles) || s.FilesChanged == 0 {
+		t.Errorf("stats %+v, want at least %d of %d files reused and the rest read again", s, intact, nFiles)
 	}
 	target := t.TempDir()
 	tr.restore(t, second.SnapshotID, src, agent.RestoreOptions{Target: target, Verify: true})
