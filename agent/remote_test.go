@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -326,7 +326,55 @@ func TestRemoteCommitRefusedWhenServerLostABlob(t *testing.T) {
 	if _, err := agent.Backup(t.Context(), alpha.r, func() agent.BackupOptions { o := alpha.backups; o.Paths = []string{src}; return o }()); err != nil {
 		t.Fatalf("backup after the refused commit: %v", err)
 	}
-	if _, err := os.Stat(src); err != nil {
+	f.srv.mu.Lock()
+	_, back := f.srv.blobs[node.Content[0].ID]
+	f.srv.mu.Unlock()
+	if !back {
+		t.Error("the backup after the refused commit did not send the lost blob again")
+	}
+}
+
+// TestRemoteCheckFindsDamage: check on a server repository passes on
+// intact data and, reading data, names the file whose chunk the server
+// serves damaged; without reading data it names a chunk the server lost.
+func TestRemoteCheckFindsDamage(t *testing.T) {
+	f := newRemoteFixture(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a"), randomBytes(11, 300<<10), 0o644)
+	writeFile(t, filepath.Join(src, "b"), randomBytes(12, 300<<10), 0o644)
+	alpha := f.client(t, "alpha", newHostKey(t, "alpha"))
+	res := alpha.backup(t, func(o *agent.BackupOptions) { o.Paths = []string{src} })
+	for _, pct := range []float64{0, 100} {
+		rep, err := alpha.r.Check(t.Context(), repo.CheckOptions{ReadDataPercent: pct})
+		if err != nil || len(rep.Problems) != 0 || rep.Snapshots != 1 {
+			t.Fatalf("check (read %v%%) of intact data: %+v, %v", pct, rep, err)
+		}
+	}
+	a, err := alpha.resolve(t, res.SnapshotID, filepath.Join(src, "a"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	b, err := alpha.resolve(t, res.SnapshotID, filepath.Join(src, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.mu.Lock()
+	f.srv.blobs[a.Content[0].ID][40] ^= 1 // damaged in place
+	delete(f.srv.blobs, b.Content[0].ID)  // lost
+	f.srv.mu.Unlock()
+
+	rep, err := alpha.r.Check(t.Context(), repo.CheckOptions{ReadDataPercent: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(rep.Affected, "\n"), filepath.Join(src, "a")) {
+		t.Errorf("check --read-data does not name the damaged file: problems %q, affected %q", rep.Problems, rep.Affected)
+	}
+	rep, err = alpha.r.Check(t.Context(), repo.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(rep.Affected, "\n"), filepath.Join(src, "b")+" (chunk "+b.Content[0].ID.Short()+" is missing") {
+		t.Errorf("check does not name the file whose chunk is gone: problems %q, affected %q", rep.Problems, rep.Affected)
 	}
 }

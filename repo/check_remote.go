@@ -103,14 +103,7 @@ func (c *remoteChecker) tree(ctx context.Context, s Snapshot, hk *HostKey, treeI
 		return nil
 	}
 	c.seenTrees[treeID] = true
-	if c.opts.ReadDataPercent > 0 {
-		if _, err := c.r.LoadBlob(ctx, treeID); err != nil {
-			c.problem(fmt.Sprintf("snapshot %s: directory %s: %v", s.ID.Short(), dir, err))
-			c.affected(s, dir, "directory listing unreadable")
-			return nil
-		}
-	}
-	t, err := c.r.LoadTree(ctx, hk, treeID)
+	t, err := c.loadTree(ctx, hk, treeID)
 	if err != nil {
 		c.problem(fmt.Sprintf("snapshot %s: directory %s: %v", s.ID.Short(), dir, err))
 		c.affected(s, dir, "directory listing unreadable")
@@ -135,6 +128,27 @@ func (c *remoteChecker) tree(ctx context.Context, s Snapshot, hk *HostKey, treeI
 		}
 	}
 	return nil
+}
+
+// loadTree fetches a tree once; reading data, it also hashes the fetched
+// bytes against the ID before opening them.
+func (c *remoteChecker) loadTree(ctx context.Context, hk *HostKey, treeID id.ID) (*tree.Tree, error) {
+	if c.opts.ReadDataPercent <= 0 {
+		return c.r.LoadTree(ctx, hk, treeID)
+	}
+	sealed, err := c.r.LoadBlob(ctx, treeID) // verified against its ID
+	if err != nil {
+		return nil, err
+	}
+	plain, err := openTreeBlob(hk, treeID, sealed, "on the server", 0)
+	if err != nil {
+		return nil, err
+	}
+	t, err := tree.Decode(plain)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", treeID.Short(), err)
+	}
+	return t, nil
 }
 
 func (c *remoteChecker) chunkWorker(ctx context.Context) error {
@@ -165,6 +179,7 @@ func (c *remoteChecker) chunkWorker(ctx context.Context) error {
 		}
 		c.mu.Lock()
 		c.rep.PacksRead++ // with a server, one read is one blob
+		nRead := c.rep.PacksRead
 		c.mu.Unlock()
 		if err != nil {
 			c.problem(fmt.Sprintf("snapshot %s: %s: chunk %s: %v", j.snap.ID.Short(), j.path, j.chunk.ID.Short(), err))
@@ -175,7 +190,7 @@ func (c *remoteChecker) chunkWorker(ctx context.Context) error {
 			return err
 		}
 		if c.opts.Progress != nil {
-			c.opts.Progress(c.rep.PacksRead, 0)
+			c.opts.Progress(nRead, 0)
 		}
 	}
 	return nil

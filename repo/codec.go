@@ -117,6 +117,12 @@ func (r *Repository) loadTreeBytes(ctx context.Context, hk *HostKey, treeID id.I
 	if err != nil {
 		return nil, err
 	}
+	return openTreeBlob(hk, treeID, sealed, where, rawLength)
+}
+
+// openTreeBlob opens and decompresses a tree blob's sealed bytes; where
+// names their place for errors, rawLength bounds the plaintext (0: unknown).
+func openTreeBlob(hk *HostKey, treeID id.ID, sealed []byte, where string, rawLength uint32) ([]byte, error) {
 	framed, err := hk.SIV.OpenAuthenticated(nil, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt tree %s %s: %w: %w", treeID.Short(), where, ErrBlobCorrupt, err)

@@ -3,7 +3,6 @@ package index
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -45,61 +44,22 @@ func (x *Index) Relocate(ctx context.Context, packID id.ID, entries []pack.Entry
 	return nil
 }
 
+const markSet = "prune's set of blobs in use"
+
 // Mark adds blobs to the in-use set. Marks are scratch data of one prune:
 // they need no durability, and ClearMarks drops them.
 func (x *Index) Mark(ctx context.Context, blobs []id.ID) error {
-	if x.readOnly {
-		return ErrReadOnly
-	}
-	wb := x.db.NewWriteBatch()
-	defer wb.Cancel()
-	done := ctx.Done()
-	for _, b := range blobs {
-		if err := checkDone(ctx, done); err != nil {
-			return err
-		}
-		k := idKey(prefixMark, b)
-		if err := wb.Set(k[:], nil); err != nil {
-			return fmt.Errorf("mark blob %s: %w", b.Short(), err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("mark blobs: %w", err)
-	}
-	return nil
+	return x.addScratch(ctx, prefixMark, markSet, blobs)
 }
 
 // Marked reports whether a blob is in the in-use set.
 func (x *Index) Marked(ctx context.Context, blob id.ID) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	k := idKey(prefixMark, blob)
-	err := x.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(k[:])
-		return err
-	})
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, badger.ErrKeyNotFound):
-		return false, nil
-	}
-	return false, fmt.Errorf("look up mark of blob %s: %w", blob.Short(), err)
+	return x.inScratch(ctx, prefixMark, markSet, blob)
 }
 
 // ClearMarks empties the in-use set.
 func (x *Index) ClearMarks(ctx context.Context) error {
-	if x.readOnly {
-		return ErrReadOnly
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := x.db.DropPrefix([]byte{prefixMark}); err != nil {
-		return fmt.Errorf("clear marks: %w", err)
-	}
-	return nil
+	return x.clearScratch(ctx, prefixMark, markSet)
 }
 
 // Sync makes every write so far durable. Prune calls it before deleting a
