@@ -46,10 +46,15 @@ type BackupOptions struct {
 	Username   string
 	Method     string // how the point-in-time view was made ("none")
 	Program    string
-	// Workers is the number of file readers and of sealers; 0 means one of
-	// each per CPU.
-	Workers  int
-	Progress *Progress // may be nil
+	// Workers is the number of large-file readers and of sealers; 0 means
+	// one of each per CPU.
+	Workers int
+	// IOWorkers is the number of small-file readers and of directory
+	// listers; 0 means DefaultIOWorkers. They spend most of their time
+	// waiting for the disk, not on a CPU: a cold tree of small files is
+	// read several times faster with many requests in flight.
+	IOWorkers int
+	Progress  *Progress // may be nil
 	// Warn is told about every path that could not be read or changed while
 	// being read; may be nil.
 	Warn func(msg string)
@@ -116,12 +121,14 @@ type backuper struct {
 	opts   BackupOptions
 	cancel context.CancelCauseFunc
 
-	fileJobs chan *fileJob
-	sealJobs chan *sealJob
-	bufs     sync.Pool
+	fileJobs  chan *fileJob // files of at least chunker.MinSize
+	smallJobs chan *fileJob // files below it: one chunk each, read and sealed by one worker
+	sealJobs  chan *sealJob
+	bufs      sync.Pool
 	// listers bounds the directories listed at once beside the walker
 	// (each lstat of every entry, its parent tree looked up): a no-change
-	// backup is nothing but that, and one goroutine keeps one core busy.
+	// backup is nothing but that, and on a cold cache every lstat waits
+	// for the disk, so there are IOWorkers of them.
 	listers chan struct{}
 
 	mu         sync.Mutex
@@ -194,6 +201,9 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
+	if opts.IOWorkers <= 0 {
+		opts.IOWorkers = DefaultIOWorkers
+	}
 	paths, err := cleanPaths(opts.Paths)
 	if err != nil {
 		return nil, err
@@ -204,9 +214,10 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 	defer cancel(nil)
 	b := &backuper{
 		repo: r, opts: opts, cancel: cancel, statsAtStart: r.BlobStats(),
-		fileJobs: make(chan *fileJob, 4*opts.Workers),
-		sealJobs: make(chan *sealJob, 2*opts.Workers),
-		listers:  make(chan struct{}, opts.Workers),
+		fileJobs:  make(chan *fileJob, 4*opts.Workers),
+		smallJobs: make(chan *fileJob, 4*opts.IOWorkers),
+		sealJobs:  make(chan *sealJob, 2*opts.Workers),
+		listers:   make(chan struct{}, opts.IOWorkers),
 	}
 	b.bufs.New = func() any { buf := make([]byte, 0, chunker.MinSize*2); return &buf }
 	b.errs = append(b.errs, opts.Problems...)
@@ -241,7 +252,10 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 
 	var workers errgroup.Group
 	for range opts.Workers {
-		workers.Go(func() error { b.fileWorker(ctx); return nil })
+		workers.Go(func() error { b.fileWorker(ctx, b.fileJobs); return nil })
+	}
+	for range opts.IOWorkers {
+		workers.Go(func() error { b.fileWorker(ctx, b.smallJobs); return nil })
 	}
 	var sealers sync.WaitGroup
 	for range opts.Workers {
@@ -255,6 +269,7 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 	<-root.done
 	b.dirsPending.Wait()
 	close(b.fileJobs)
+	close(b.smallJobs)
 	_ = workers.Wait()
 	close(b.sealJobs)
 	sealers.Wait()
@@ -360,6 +375,11 @@ func within(p, dir string) bool {
 // maxRecorded bounds the problems a snapshot records (the record's sealed
 // part is limited in size); all of them are still reported through Warn.
 const maxRecorded = 10000
+
+// DefaultIOWorkers is BackupOptions.IOWorkers when unset. On a cold cache
+// of 100,000 small files, 8 readers were 1.8 and 32 readers 2.4 times as
+// fast as 2, with the same CPU time.
+const DefaultIOWorkers = 16
 
 func (b *backuper) warn(list *[]string, msg string) {
 	b.mu.Lock()
@@ -678,8 +698,12 @@ func (b *backuper) file(ctx context.Context, abs string, meta tree.Node, prev *t
 		return resolved(meta)
 	}
 	job := &fileJob{path: abs, meta: meta, parent: prev != nil, fut: newFuture()}
+	queue := b.fileJobs
+	if meta.Size < chunker.MinSize {
+		queue = b.smallJobs
+	}
 	select {
-	case b.fileJobs <- job:
+	case queue <- job:
 	case <-ctx.Done():
 		job.fut.resolve(meta, false, context.Cause(ctx))
 	}
@@ -705,22 +729,25 @@ func (b *backuper) allStored(ctx context.Context, chunks []tree.Chunk) bool {
 	return true
 }
 
-func (b *backuper) fileWorker(ctx context.Context) {
-	ch := chunker.New(nil, b.opts.Polynomial)
+// fileWorker reads the files of one queue. Its chunker (half a MiB of
+// buffer) is made when a file first needs one: a small-file worker needs
+// it only for a file that grew past the chunker's minimum size.
+func (b *backuper) fileWorker(ctx context.Context, jobs <-chan *fileJob) {
+	var ch *chunker.Chunker
 	var scratch sealScratch
-	for job := range b.fileJobs {
+	for job := range jobs {
 		if ctx.Err() != nil {
 			job.fut.resolve(job.meta, false, context.Cause(ctx))
 			continue
 		}
-		node, skip, err := b.readFile(ctx, job, ch, &scratch)
+		node, skip, err := b.readFile(ctx, job, &ch, &scratch)
 		job.fut.resolve(node, skip, err)
 	}
 }
 
-type sealScratch struct{ compressed, sealed []byte }
+type sealScratch struct{ read, compressed, sealed []byte }
 
-func (b *backuper) readFile(ctx context.Context, job *fileJob, ch *chunker.Chunker, scratch *sealScratch) (tree.Node, bool, error) {
+func (b *backuper) readFile(ctx context.Context, job *fileJob, ch **chunker.Chunker, scratch *sealScratch) (tree.Node, bool, error) {
 	if p := b.opts.Progress; p != nil {
 		p.current.Store(&job.path)
 	}
@@ -746,7 +773,10 @@ func (b *backuper) readFile(ctx context.Context, job *fileJob, ch *chunker.Chunk
 			_, err = f.Seek(0, io.SeekStart)
 		}
 		if err == nil {
-			content, total, err = b.readChunked(ctx, f, ch)
+			if *ch == nil {
+				*ch = chunker.New(nil, b.opts.Polynomial)
+			}
+			content, total, err = b.readChunked(ctx, f, *ch)
 		}
 	}
 	if err != nil {
@@ -793,11 +823,15 @@ func (e *fatalError) Error() string { return e.err.Error() }
 // It reports grew when the file has grown past the size seen, so that the
 // caller reads it again through the chunker.
 func (b *backuper) readSmall(ctx context.Context, f *os.File, size uint64, scratch *sealScratch) ([]tree.Chunk, uint64, bool, error) {
-	bufp := b.bufs.Get().(*[]byte)
-	defer b.bufs.Put(bufp)
-	buf := (*bufp)[:0]
+	// The worker's own buffer, grown to the largest small file it has
+	// read: the shared 1 MiB chunk buffers would cost each of the many
+	// small-file workers a MiB.
+	if cap(scratch.read) < int(size)+1 {
+		scratch.read = make([]byte, int(size)+1)
+	}
+	buf := scratch.read[:int(size)+1]
 	// Read one byte more than expected to notice growth.
-	n, err := io.ReadFull(f, buf[:int(size)+1])
+	n, err := io.ReadFull(f, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return nil, 0, false, err
 	}

@@ -23,9 +23,15 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
 	}
+	stopProfiles, err := startProfiles()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "costor: "+err.Error())
+		os.Exit(cli.ExitError)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cli.Run(ctx, os.Args)
+	err = cli.Run(ctx, os.Args)
 	stop()
+	stopProfiles()
 	if err != nil {
 		msg := err.Error()
 		if errors.Is(err, context.Canceled) {

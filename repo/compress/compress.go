@@ -18,34 +18,64 @@ const (
 // ErrCorrupt is returned (wrapped) for undecodable framed data.
 var ErrCorrupt = errors.New("corrupt compressed data")
 
-var (
-	encoderOnce sync.Once
-	encoder     *zstd.Encoder
-	decoderOnce sync.Once
-	decoder     *zstd.Decoder
+// The level depends on the input's size, so the same bytes always compress
+// to the same frame (a chunk's blob ID is the hash of its sealed, compressed
+// form, so dedup needs that). On this corpus, one core:
+//   - source-like text in 1 MiB pieces: SpeedDefault (zstd level 3,
+//     restic's "auto") 151 MB/s for 3.22x, SpeedFastest 186 MB/s for 2.98x;
+//   - small files (64 B-16 KiB): SpeedDefault 137 MB/s for 1.66x,
+//     SpeedFastest 186 MB/s for 1.62x.
+//
+// So large inputs get level 3 (8 % smaller for 19 % more time) and small
+// ones level 1 (2 % smaller was not worth 36 % more). Incompressible input
+// costs the same at either level.
+const (
+	smallInput = 64 << 10 // below it: SpeedFastest
+	smallLevel = zstd.SpeedFastest
+	largeLevel = zstd.SpeedDefault
 )
 
-// The shared encoder and decoder are safe for concurrent EncodeAll/DecodeAll.
-// The encoder holds one encoding state per CPU: EncodeAll takes a state for
+func levelFor(n int) zstd.EncoderLevel {
+	if n < smallInput {
+		return smallLevel
+	}
+	return largeLevel
+}
+
+var (
+	smallEncoder = lazyEncoder(smallLevel)
+	largeEncoder = lazyEncoder(largeLevel)
+	decoderOnce  sync.Once
+	decoder      *zstd.Decoder
+)
+
+// The shared encoders and decoder are safe for concurrent EncodeAll/DecodeAll.
+// An encoder holds one encoding state per CPU: EncodeAll takes a state for
 // the whole call, so with fewer states than CPUs the backup's workers would
 // queue behind one another for compression (with one, compression ran on a
 // single core however many sealers there were). A state is a few hundred
 // KiB, so memory stays flat however many workers compress at once. The
 // number of states does not change the output: each EncodeAll is encoded
 // by one state from scratch.
-func enc() *zstd.Encoder {
-	encoderOnce.Do(func() {
-		var err error
-		encoder, err = zstd.NewWriter(nil,
-			zstd.WithEncoderLevel(zstd.SpeedFastest),
+func lazyEncoder(level zstd.EncoderLevel) func() *zstd.Encoder {
+	return sync.OnceValue(func() *zstd.Encoder {
+		e, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(level),
 			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
 			zstd.WithZeroFrames(true),
 			zstd.WithEncoderCRC(false)) // the AEAD tag already authenticates every byte
 		if err != nil {
 			panic(fmt.Sprintf("zstd encoder with constant options: %v", err))
 		}
+		return e
 	})
-	return encoder
+}
+
+func enc(n int) *zstd.Encoder {
+	if n < smallInput {
+		return smallEncoder()
+	}
+	return largeEncoder()
 }
 
 func dec() *zstd.Decoder {
@@ -67,7 +97,7 @@ func dec() *zstd.Decoder {
 func Encode(dst, src []byte) []byte {
 	start := len(dst)
 	dst = append(dst, flagZstd)
-	dst = enc().EncodeAll(src, dst)
+	dst = enc(len(src)).EncodeAll(src, dst)
 	if len(dst)-start-1 < len(src)-len(src)/32 {
 		return dst
 	}

@@ -82,25 +82,30 @@ func FuzzDecode(f *testing.F) {
 // called concurrently: identical chunks must keep sealing to identical
 // blobs, whichever worker compresses them.
 func TestEncodeSameAsSingleState(t *testing.T) {
-	single, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithZeroFrames(true),
-		zstd.WithEncoderCRC(false))
-	if err != nil {
-		t.Fatal(err)
+	singles := map[zstd.EncoderLevel]*zstd.Encoder{}
+	for _, lvl := range []zstd.EncoderLevel{smallLevel, largeLevel} {
+		e, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(lvl),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithZeroFrames(true),
+			zstd.WithEncoderCRC(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		singles[lvl] = e
 	}
+	// Sizes on both sides of smallInput, so both encoders are pinned.
 	var inputs [][]byte
-	for i := range 8 {
+	for i, size := range []int{1 << 10, 20 << 10, smallInput - 1, smallInput, 300 << 10, 900 << 10, 1500 << 10, 2400 << 10} {
 		var buf bytes.Buffer
-		for j := 0; buf.Len() < (i+1)*300<<10; j++ {
+		for j := 0; buf.Len() < size; j++ {
 			fmt.Fprintf(&buf, "line %d of input %d: costor backs up files\n", j*j%977, i)
 		}
-		inputs = append(inputs, buf.Bytes())
+		inputs = append(inputs, buf.Bytes()[:size])
 	}
 	want := make([][]byte, len(inputs))
 	for i, in := range inputs {
-		want[i] = append([]byte{flagZstd}, single.EncodeAll(in, nil)...)
+		want[i] = append([]byte{flagZstd}, singles[levelFor(len(in))].EncodeAll(in, nil)...)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan string, 4*len(inputs))

@@ -17,7 +17,7 @@ func (x *Index) Lookup(ctx context.Context, blob id.ID) (Location, bool, error) 
 		return loc, false, err
 	}
 	k := idKey(prefixBlob, blob)
-	err := x.db.View(func(txn *badger.Txn) error {
+	err := x.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(k[:])
 		if err != nil {
 			return err
@@ -48,7 +48,7 @@ func (x *Index) Has(ctx context.Context, blob id.ID) (bool, error) {
 		return false, err
 	}
 	k := idKey(prefixBlob, blob)
-	err := x.db.View(func(txn *badger.Txn) error {
+	err := x.view(func(txn *badger.Txn) error {
 		_, err := txn.Get(k[:])
 		return err
 	})

@@ -42,7 +42,10 @@ type Location struct {
 // Index is an open index. Its methods are safe for concurrent use; writes
 // are serialised.
 type Index struct {
+	// db is written only through newWriter, newBatch, update and
+	// dropPrefix (and DropAll), which retire the pooled read views.
 	db       *badger.DB
+	views    *views
 	dir      string
 	readOnly bool
 	writeMu  sync.Mutex // one writer at a time: keeps "first pack wins" exact without conflict detection
@@ -109,7 +112,7 @@ func Open(dir string, opts Options) (*Index, error) {
 	if err != nil {
 		return nil, classifyOpenError(dir, err)
 	}
-	x := &Index{db: db, dir: dir, readOnly: opts.ReadOnly}
+	x := &Index{db: db, dir: dir, readOnly: opts.ReadOnly, views: newViews()}
 	if opts.InMemory {
 		x.dir = "(in memory)"
 	}
@@ -211,7 +214,7 @@ func (x *Index) checkFormat(hadTables bool) error {
 
 func (x *Index) writeFormat() error {
 	v := []byte{byte(formatVersion >> 24), byte(formatVersion >> 16), byte(formatVersion >> 8), byte(formatVersion)}
-	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(metaFormatKey, v) }); err != nil {
+	if err := x.update(func(txn *badger.Txn) error { return txn.Set(metaFormatKey, v) }); err != nil {
 		return fmt.Errorf("write format version to index %s: %w", x.dir, err)
 	}
 	return nil
@@ -219,6 +222,7 @@ func (x *Index) writeFormat() error {
 
 // Close flushes and closes the index.
 func (x *Index) Close() error {
+	x.closeViews()
 	if err := x.db.Close(); err != nil {
 		return fmt.Errorf("close index %s: %w", x.dir, err)
 	}

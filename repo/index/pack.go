@@ -87,7 +87,7 @@ func (x *Index) HasPack(ctx context.Context, packID id.ID) (bool, error) {
 		return false, err
 	}
 	k := idKey(prefixPack, packID)
-	err := x.db.View(func(txn *badger.Txn) error {
+	err := x.view(func(txn *badger.Txn) error {
 		_, err := txn.Get(k[:])
 		return err
 	})

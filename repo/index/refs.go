@@ -387,7 +387,7 @@ func (x *Index) MarkTold(ctx context.Context, blobs []id.ID, at time.Time) error
 	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(at.UnixNano()))
-	wb := x.db.NewWriteBatch()
+	wb := x.newBatch()
 	defer wb.Cancel()
 	done := ctx.Done()
 	for _, b := range blobs {
@@ -460,7 +460,7 @@ func (x *Index) DropToldBefore(ctx context.Context, cutoff time.Time) (int, erro
 		if len(old) == 0 {
 			return dropped, nil
 		}
-		wb := x.db.NewWriteBatch()
+		wb := x.newBatch()
 		for _, k := range old {
 			if err := wb.Delete(k); err != nil {
 				wb.Cancel()

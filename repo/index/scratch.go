@@ -21,7 +21,7 @@ func (x *Index) addScratch(ctx context.Context, prefix byte, what string, blobs 
 	if x.readOnly {
 		return ErrReadOnly
 	}
-	wb := x.db.NewWriteBatch()
+	wb := x.newBatch()
 	defer wb.Cancel()
 	done := ctx.Done()
 	for _, b := range blobs {
@@ -45,7 +45,7 @@ func (x *Index) inScratch(ctx context.Context, prefix byte, what string, blob id
 		return false, err
 	}
 	k := idKey(prefix, blob)
-	err := x.db.View(func(txn *badger.Txn) error {
+	err := x.view(func(txn *badger.Txn) error {
 		_, err := txn.Get(k[:])
 		return err
 	})
@@ -66,7 +66,7 @@ func (x *Index) clearScratch(ctx context.Context, prefix byte, what string) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := x.db.DropPrefix([]byte{prefix}); err != nil {
+	if err := x.dropPrefix([]byte{prefix}); err != nil {
 		return fmt.Errorf("clear the %s: %w", what, err)
 	}
 	return nil

@@ -21,7 +21,7 @@ func (x *Index) PutSnapshot(ctx context.Context, snapID id.ID, record []byte) er
 	}
 	k := idKey(prefixSnapshot, snapID)
 	val := append([]byte(nil), record...) // Badger holds it until commit; the caller may reuse record
-	err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(k[:], val) })
+	err := x.update(func(txn *badger.Txn) error { return txn.Set(k[:], val) })
 	if err != nil {
 		return fmt.Errorf("put snapshot %s into index: %w", snapID.Short(), err)
 	}
@@ -62,7 +62,7 @@ func (x *Index) DeleteSnapshot(ctx context.Context, snapID id.ID) error {
 		return err
 	}
 	k := idKey(prefixSnapshot, snapID)
-	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Delete(k[:]) }); err != nil {
+	if err := x.update(func(txn *badger.Txn) error { return txn.Delete(k[:]) }); err != nil {
 		return fmt.Errorf("delete snapshot %s from index: %w", snapID.Short(), err)
 	}
 	return nil

@@ -29,6 +29,7 @@ func (x *Index) DropAll(ctx context.Context) error {
 	}
 	x.writeMu.Lock()
 	defer x.writeMu.Unlock()
+	defer x.wrote()
 	if err := x.db.DropAll(); err != nil {
 		return fmt.Errorf("empty index %s: %w", x.dir, err)
 	}

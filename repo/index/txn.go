@@ -16,7 +16,7 @@ import (
 // so a crash after a split leaves that record out rather than claiming too
 // much. Badger keeps the key and value slices until commit: never reuse them.
 type writer struct {
-	db  *badger.DB
+	x   *Index
 	txn *badger.Txn
 }
 
@@ -24,7 +24,7 @@ type writer struct {
 var splitCount atomic.Int64
 
 func (x *Index) newWriter() *writer {
-	return &writer{db: x.db, txn: x.db.NewTransaction(true)}
+	return &writer{x: x, txn: x.db.NewTransaction(true)}
 }
 
 func (w *writer) set(k, v []byte) error {
@@ -48,17 +48,20 @@ func (w *writer) delete(k []byte) error {
 }
 
 func (w *writer) split() error {
-	if err := w.txn.Commit(); err != nil {
+	err := w.txn.Commit()
+	w.x.wrote()
+	if err != nil {
 		w.txn = nil
 		return err
 	}
-	w.txn = w.db.NewTransaction(true)
+	w.txn = w.x.db.NewTransaction(true)
 	splitCount.Add(1)
 	return nil
 }
 
 func (w *writer) commit() error {
 	err := w.txn.Commit()
+	w.x.wrote()
 	w.txn = nil
 	return err
 }

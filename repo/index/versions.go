@@ -145,7 +145,7 @@ func (x *Index) DropVersions(host string) error {
 		return ErrReadOnly
 	}
 	for _, p := range []byte{prefixHistoryName, prefixVersion, prefixVersionDone} {
-		if err := x.db.DropPrefix(hostKey(p, host)); err != nil {
+		if err := x.dropPrefix(hostKey(p, host)); err != nil {
 			return fmt.Errorf("drop version history of %s: %w", host, err)
 		}
 	}
