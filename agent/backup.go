@@ -216,7 +216,7 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 		repo: r, opts: opts, cancel: cancel, statsAtStart: r.BlobStats(),
 		fileJobs:  make(chan *fileJob, 4*opts.Workers),
 		smallJobs: make(chan *fileJob, 4*opts.IOWorkers),
-		sealJobs:  make(chan *sealJob, 2*opts.Workers),
+		sealJobs:  make(chan *sealJob, opts.Workers),
 		listers:   make(chan struct{}, opts.IOWorkers),
 	}
 	b.bufs.New = func() any { buf := make([]byte, 0, chunker.MinSize*2); return &buf }

@@ -42,13 +42,17 @@ func (h headerSealer) Open(sealed []byte) ([]byte, error) {
 // blobWriter gathers blobs into packs and uploads finished packs in the
 // background, so sealing goes on while a pack is written. At most one pack
 // per type is filling and one waits for the uploader: memory stays at a few
-// pack sizes whatever the backup size.
+// pack sizes whatever the backup size. On storage that streams (a local
+// repository), data packs are written to their file as they fill and the
+// uploader only makes them durable, so no data pack is held in memory.
 type blobWriter struct {
-	r *Repository
+	r      *Repository
+	stream storage.Streamer // nil: packs are built in memory and saved whole
 
 	mu       sync.Mutex
 	packers  map[pack.BlobType]*pack.Writer
-	inflight map[id.ID]struct{} // in a packer or an upload not yet indexed
+	pending  map[pack.BlobType]storage.Pending // the object a streamed packer writes to
+	inflight map[id.ID]struct{}                // in a packer or an upload not yet indexed
 	// settled counts uploads whose blobs have left inflight. SaveBlob
 	// looks up the index without holding mu; if settled moved meanwhile,
 	// the blob may have gone from inflight to the index unseen.
@@ -73,7 +77,9 @@ type BlobStats struct {
 }
 
 type finishedPack struct {
-	data    []byte
+	data    []byte          // nil for a streamed pack
+	pending storage.Pending // a streamed pack, written, to publish
+	size    int
 	entries []pack.Entry
 	id      id.ID
 	w       *pack.Writer  // owns data; reused once the upload is done
@@ -84,11 +90,13 @@ func newBlobWriter(r *Repository) *blobWriter {
 	w := &blobWriter{
 		r:        r,
 		packers:  map[pack.BlobType]*pack.Writer{},
+		pending:  map[pack.BlobType]storage.Pending{},
 		inflight: map[id.ID]struct{}{},
 		uploads:  make(chan finishedPack, 1),
 		spare:    make(chan *pack.Writer, 1),
 		done:     make(chan struct{}),
 	}
+	w.stream, _ = r.st.(storage.Streamer)
 	go w.uploader()
 	return w
 }
@@ -119,35 +127,57 @@ func (w *blobWriter) uploader() {
 	}
 }
 
-// newPacker returns an empty pack writer, for data packs with room for a
-// whole pack. (Tree packs are mostly small: the last one of a backup is
-// all most backups write.)
-func (w *blobWriter) newPacker(t pack.BlobType) *pack.Writer {
+// newPacker returns an empty pack writer, for data packs streaming into a
+// new object or with room for a whole pack. (Tree packs are mostly small:
+// the last one of a backup is all most backups write.)
+func (w *blobWriter) newPacker(t pack.BlobType) (*pack.Writer, storage.Pending, error) {
 	if t != pack.DataBlob {
-		return pack.NewWriter(headerSealer{w.r.keys.pack})
+		return pack.NewWriter(headerSealer{w.r.keys.pack}), nil, nil
+	}
+	if w.stream != nil {
+		pending, err := w.stream.Create(w.r.closeCtx, storage.KindPacks)
+		if err != nil {
+			return nil, nil, fmt.Errorf("start a pack: %w", err)
+		}
+		select {
+		case pw := <-w.spare:
+			pw.ResetTo(pending)
+			return pw, pending, nil
+		default:
+		}
+		return pack.NewStreamWriter(headerSealer{w.r.keys.pack}, pending), pending, nil
 	}
 	select {
 	case pw := <-w.spare:
 		pw.Reset()
-		return pw
+		return pw, nil, nil
 	default:
 	}
 	pw := pack.NewWriter(headerSealer{w.r.keys.pack})
 	// A pack ends with the blob that takes it past the target size: leave
 	// room for a typical chunk beyond it.
 	pw.Grow(w.r.cfg.PackSize + 2<<20)
-	return pw
+	return pw, nil, nil
 }
 
 func (w *blobWriter) upload(p finishedPack) error {
 	if err := w.firstErr(); err != nil {
+		if p.pending != nil {
+			p.pending.Abort()
+		}
 		return err
 	}
 	ctx := w.r.closeCtx
-	if err := w.r.st.Save(ctx, packHandle(p.id), bytes.NewReader(p.data), int64(len(p.data))); err != nil {
+	var err error
+	if p.pending != nil {
+		err = p.pending.Publish(ctx, p.id.String())
+	} else {
+		err = w.r.st.Save(ctx, packHandle(p.id), bytes.NewReader(p.data), int64(len(p.data)))
+	}
+	if err != nil {
 		return fmt.Errorf("save pack %s: %w", p.id.Short(), err)
 	}
-	if err := w.r.idx.AddPack(ctx, p.id, int64(len(p.data)), p.entries); err != nil {
+	if err := w.r.idx.AddPack(ctx, p.id, int64(p.size), p.entries); err != nil {
 		return fmt.Errorf("index pack %s: %w", p.id.Short(), err)
 	}
 	w.mu.Lock()
@@ -215,19 +245,33 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 	}
 	pw := w.packers[t]
 	if pw == nil {
-		pw = w.newPacker(t)
+		var pending storage.Pending
+		if pw, pending, err = w.newPacker(t); err != nil {
+			w.mu.Unlock()
+			return false, err
+		}
 		w.packers[t] = pw
+		w.pending[t] = pending
 	}
 	if _, err := pw.Add(t, blobID, sealed, rawLength); err != nil {
+		err = fmt.Errorf("add blob %s to pack: %w", blobID.Short(), err)
+		if w.pending[t] != nil {
+			// The pack's file could not be written: the blobs already in
+			// it, which this process counts as stored, are lost. Nothing
+			// more may be stored (a snapshot would reference them).
+			w.pending[t].Abort()
+			delete(w.pending, t)
+			delete(w.packers, t)
+			w.setErr(err)
+		}
 		w.mu.Unlock()
-		return false, fmt.Errorf("add blob %s to pack: %w", blobID.Short(), err)
+		return false, err
 	}
 	w.inflight[blobID] = struct{}{}
 	w.stats.Blobs++
 	w.stats.Bytes += uint64(len(sealed))
 	if pw.Size() >= r.cfg.PackSize {
-		full, err = finish(pw)
-		delete(w.packers, t)
+		full, err = w.finish(t)
 	}
 	w.mu.Unlock()
 	if err != nil {
@@ -244,12 +288,22 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 	return true, nil
 }
 
-func finish(pw *pack.Writer) (*finishedPack, error) {
+// finish ends the pack of type t, which then leaves packers; call with mu
+// held.
+func (w *blobWriter) finish(t pack.BlobType) (*finishedPack, error) {
+	pw, pending := w.packers[t], w.pending[t]
+	delete(w.packers, t)
+	delete(w.pending, t)
 	data, entries, packID, err := pw.Finish()
 	if err != nil {
-		return nil, fmt.Errorf("finish pack: %w", err)
+		err = fmt.Errorf("finish pack: %w", err)
+		if pending != nil {
+			pending.Abort()
+			w.setErr(err) // its blobs are lost, as in SaveBlob
+		}
+		return nil, err
 	}
-	return &finishedPack{data: data, entries: entries, id: packID, w: pw}, nil
+	return &finishedPack{data: data, pending: pending, size: pw.Size(), entries: entries, id: packID, w: pw}, nil
 }
 
 // Flush writes every pending blob into durable, indexed packs.
@@ -265,14 +319,18 @@ func (r *Repository) Flush(ctx context.Context) error {
 	var pending []*finishedPack
 	for t, pw := range w.packers {
 		if pw.Count() > 0 {
-			p, err := finish(pw)
+			p, err := w.finish(t)
 			if err != nil {
 				w.mu.Unlock()
 				return err
 			}
 			pending = append(pending, p)
 		}
+		if p := w.pending[t]; p != nil {
+			p.Abort()
+		}
 		delete(w.packers, t)
+		delete(w.pending, t)
 	}
 	w.mu.Unlock()
 	marker := finishedPack{flushed: make(chan struct{})}
@@ -305,6 +363,16 @@ func (r *Repository) BlobStats() BlobStats {
 func (w *blobWriter) close() error {
 	close(w.uploads)
 	<-w.done
+	// Packs never flushed (a cancelled backup): their blobs were never
+	// indexed, so their files can go.
+	w.mu.Lock()
+	for t, p := range w.pending {
+		if p != nil {
+			p.Abort()
+		}
+		delete(w.pending, t)
+	}
+	w.mu.Unlock()
 	return nil
 }
 

@@ -19,9 +19,20 @@ import (
 // GOMEMLIMIT in the environment wins.
 const memoryLimit = 384 << 20
 
+// gcPercent is GOGC unless the environment sets it. At the default 100 the
+// heap grows to twice the live data before a collection; a backup's live
+// data is mostly large chunk and compression buffers, cheap to collect, so
+// collecting sooner costs little CPU: an initial backup of 1.8 GiB peaked
+// at 292 MiB RSS with 100, 241 MiB with 50 and 189 MiB with 25, in the
+// same wall time (about 21 s) within the noise.
+const gcPercent = 25
+
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
 	}
 	stopProfiles, err := startProfiles()
 	if err != nil {

@@ -35,6 +35,8 @@ const (
 	largeLevel = zstd.SpeedDefault
 )
 
+const windowSize = 1 << 20
+
 func levelFor(n int) zstd.EncoderLevel {
 	if n < smallInput {
 		return smallLevel
@@ -62,6 +64,10 @@ func lazyEncoder(level zstd.EncoderLevel) func() *zstd.Encoder {
 		e, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(level),
 			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+			// A 1 MiB window (the default is 8 MiB) keeps each state's
+			// history at a few MiB instead of 16: chunks average 1 MiB,
+			// so matches further back are rare.
+			zstd.WithWindowSize(windowSize),
 			zstd.WithZeroFrames(true),
 			zstd.WithEncoderCRC(false)) // the AEAD tag already authenticates every byte
 		if err != nil {

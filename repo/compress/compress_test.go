@@ -87,6 +87,7 @@ func TestEncodeSameAsSingleState(t *testing.T) {
 		e, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(lvl),
 			zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(windowSize),
 			zstd.WithZeroFrames(true),
 			zstd.WithEncoderCRC(false))
 		if err != nil {

@@ -6,16 +6,23 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"slices"
 
 	"github.com/costor/costor/repo/id"
 )
 
-// Writer assembles one pack in memory. When to finish a pack is the caller's
-// decision (see Size). A Writer is not safe for concurrent use.
+// Writer assembles one pack, in memory or, made by NewStreamWriter, written
+// out to a sink as it grows. When to finish a pack is the caller's decision
+// (see Size). A Writer is not safe for concurrent use.
 type Writer struct {
-	sealer   HeaderSealer
-	buf      []byte // preamble and blobs; after Finish the whole pack
+	sealer HeaderSealer
+	// buf holds the preamble and blobs, after Finish the whole pack; for a
+	// stream writer only what is not yet written to sink.
+	buf      []byte
+	sink     io.Writer // nil for an in-memory writer
+	written  int       // bytes written to sink
+	sinkErr  error     // a failed write: the pack is lost
 	entries  []Entry
 	header   []byte // plaintext header scratch, reused across packs
 	finished bool
@@ -33,14 +40,54 @@ func NewWriter(sealer HeaderSealer) *Writer {
 	return w
 }
 
+// streamBuffer is how much a stream writer gathers before it writes: small
+// blobs go out in a few large writes; a blob this large goes out directly.
+const streamBuffer = 1 << 20
+
+// NewStreamWriter returns a writer that writes its pack to sink as blobs
+// are added, so a pack never sits whole in memory; Finish then returns no
+// bytes. Call ResetTo with a new sink for each further pack.
+func NewStreamWriter(sealer HeaderSealer, sink io.Writer) *Writer {
+	w := &Writer{sealer: sealer, sum: sha256.New()}
+	w.ResetTo(sink)
+	return w
+}
+
 // Reset empties w for the next pack, keeping its buffers. The bytes Finish
-// returned are overwritten by the next pack.
-func (w *Writer) Reset() {
+// returned are overwritten by the next pack. A stream writer needs ResetTo.
+func (w *Writer) Reset() { w.ResetTo(nil) }
+
+// ResetTo empties w for the next pack, written to sink (nil: in memory).
+func (w *Writer) ResetTo(sink io.Writer) {
+	w.sink, w.written, w.sinkErr = sink, 0, nil
 	w.buf = appendPreamble(w.buf[:0])
 	w.entries = w.entries[:0]
 	w.finished = false
 	w.sum.Reset()
 	w.sum.Write(w.buf)
+}
+
+// emit writes data to the sink, counting it; the first error sticks.
+func (w *Writer) emit(data []byte) error {
+	if w.sinkErr != nil {
+		return w.sinkErr
+	}
+	n, err := w.sink.Write(data)
+	w.written += n
+	if err == nil && n < len(data) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		w.sinkErr = fmt.Errorf("write pack: %w", err)
+	}
+	return w.sinkErr
+}
+
+// flushBuf writes out what buf holds (stream writers only).
+func (w *Writer) flushBuf() error {
+	err := w.emit(w.buf)
+	w.buf = w.buf[:0]
+	return err
 }
 
 // Grow makes room for n more bytes of blobs, so that a writer that knows
@@ -61,7 +108,7 @@ func appendPreamble(b []byte) []byte {
 
 // Size is the pack's size so far: preamble and blobs, without the header and
 // trailer Finish adds (about 40 bytes per blob plus a constant).
-func (w *Writer) Size() int { return len(w.buf) }
+func (w *Writer) Size() int { return w.written + len(w.buf) }
 
 // Count is the number of blobs added so far.
 func (w *Writer) Count() int { return len(w.entries) }
@@ -79,32 +126,54 @@ func (w *Writer) Add(t BlobType, blobID id.ID, data []byte, rawLength uint32) (E
 	if len(data) == 0 {
 		return Entry{}, fmt.Errorf("add blob %s to pack: empty blob", blobID.Short())
 	}
-	if len(w.entries) >= MaxEntries || int64(len(w.buf))+int64(len(data)) > maxBlobRegion {
+	if w.sinkErr != nil {
+		return Entry{}, fmt.Errorf("add blob %s to pack: %w", blobID.Short(), w.sinkErr)
+	}
+	if len(w.entries) >= MaxEntries || int64(w.Size())+int64(len(data)) > maxBlobRegion {
 		return Entry{}, fmt.Errorf("add blob %s of %d bytes to pack of %d blobs and %d bytes: %w",
-			blobID.Short(), len(data), len(w.entries), len(w.buf), ErrFull)
+			blobID.Short(), len(data), len(w.entries), w.Size(), ErrFull)
 	}
 	e := Entry{
 		Type:      t,
 		ID:        blobID,
-		Offset:    uint32(len(w.buf)),
+		Offset:    uint32(w.Size()),
 		Length:    uint32(len(data)),
 		RawLength: rawLength,
 	}
-	w.buf = append(w.buf, data...)
 	w.sum.Write(data)
+	switch {
+	case w.sink == nil:
+		w.buf = append(w.buf, data...)
+	case len(w.buf)+len(data) <= streamBuffer:
+		w.buf = append(w.buf, data...)
+	default:
+		err := w.flushBuf()
+		if err == nil && len(data) >= streamBuffer {
+			err = w.emit(data) // straight from the caller's buffer
+		} else if err == nil {
+			w.buf = append(w.buf, data...)
+		}
+		if err != nil {
+			return Entry{}, fmt.Errorf("add blob %s to pack: %w", blobID.Short(), err)
+		}
+	}
 	w.entries = append(w.entries, e)
 	return e, nil
 }
 
 // Finish appends the sealed header and trailer and returns the pack. The
 // returned packBytes alias w's buffer and stay valid until the next Reset;
-// entries is the caller's own copy.
+// a stream writer writes them to its sink instead and returns nil (Size is
+// then the pack's size). entries is the caller's own copy.
 func (w *Writer) Finish() (packBytes []byte, entries []Entry, packID id.ID, err error) {
 	if w.finished {
 		return nil, nil, id.ID{}, errors.New("finish pack: already finished; call Reset first")
 	}
 	if len(w.entries) == 0 {
 		return nil, nil, id.ID{}, errors.New("finish pack: no blobs")
+	}
+	if w.sinkErr != nil {
+		return nil, nil, id.ID{}, fmt.Errorf("finish pack: %w", w.sinkErr)
 	}
 	w.header = appendHeader(w.header[:0], w.entries)
 	sealed, err := w.sealer.Seal(w.header)
@@ -121,6 +190,12 @@ func (w *Writer) Finish() (packBytes []byte, entries []Entry, packID id.ID, err 
 	w.finished = true
 	w.sum.Write(w.buf[blobEnd:])
 	w.sum.Sum(packID[:0])
+	if w.sink != nil {
+		if err := w.flushBuf(); err != nil {
+			return nil, nil, id.ID{}, fmt.Errorf("finish pack: %w", err)
+		}
+		return nil, slices.Clone(w.entries), packID, nil
+	}
 	return w.buf, slices.Clone(w.entries), packID, nil
 }
 

@@ -83,3 +83,26 @@ type Storage interface {
 	Location() string
 	Close() error
 }
+
+// Streamer is implemented by backends that take an object while it is
+// being written, before its name is known. The repository uses it for
+// packs, which are named by the hash of their bytes: without it a pack is
+// whole in memory until Save, and a backup holds several at once.
+type Streamer interface {
+	// Create starts an object of kind k. Nothing is visible to Load, Stat
+	// or List until Publish.
+	Create(ctx context.Context, k Kind) (Pending, error)
+}
+
+// Pending is an object being written. It is not safe for concurrent use.
+//
+//   - Publish makes the bytes written so far durable under name, with
+//     Save's guarantees: atomic, durable, idempotent for the same bytes,
+//     never a partial object. It may be called once.
+//   - Abort discards the object; after Publish, or a second time, it does
+//     nothing. Call it on every path that does not publish.
+type Pending interface {
+	io.Writer
+	Publish(ctx context.Context, name string) error
+	Abort()
+}

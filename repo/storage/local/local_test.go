@@ -286,3 +286,78 @@ func BenchmarkSave(b *testing.B) {
 		}
 	}
 }
+
+// TestStreamFiles checks what a pending object leaves on disk: a temporary
+// file in the kind's directory while it is written, the object in its
+// fan-out directory (recreated if lost) after Publish, nothing after Abort,
+// and, after a crash, a file CleanTemp removes.
+func TestStreamFiles(t *testing.T) {
+	s, dir := newStorage(t)
+	ctx := context.Background()
+	packs := filepath.Join(dir, "packs")
+	temps := func() []string {
+		t.Helper()
+		m, err := filepath.Glob(filepath.Join(packs, ".tmp-*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+
+	p, err := s.Create(ctx, storage.KindPacks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write([]byte("pack bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if got := temps(); len(got) != 1 {
+		t.Fatalf("temporary files while writing = %v, want one", got)
+	}
+	name := id.Hash([]byte("pack bytes")).String()
+	if err := os.Remove(filepath.Join(packs, name[:2])); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(packs, name[:2], name)); err != nil || string(got) != "pack bytes" {
+		t.Fatalf("published file = %q, %v", got, err)
+	}
+	if got := temps(); len(got) != 0 {
+		t.Fatalf("temporary files after Publish = %v", got)
+	}
+
+	p, err = s.Create(ctx, storage.KindPacks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Abort()
+	if got := temps(); len(got) != 0 {
+		t.Fatalf("temporary files after Abort = %v", got)
+	}
+
+	// A crash: neither Publish nor Abort.
+	p, err = s.Create(ctx, storage.KindPacks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write([]byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	left := temps()
+	if len(left) != 1 {
+		t.Fatalf("temporary files = %v, want one", left)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(left[0], old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CleanTemp(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := temps(); len(got) != 0 {
+		t.Fatalf("temporary files after CleanTemp = %v", got)
+	}
+	p.Abort()
+}

@@ -45,6 +45,10 @@ func Run(t *testing.T, newStorage func(t *testing.T) storage.Storage) {
 		{"FailedSaveKeepsExisting", testFailedSaveKeepsExisting},
 		{"Concurrent", testConcurrent},
 		{"Location", testLocation},
+		{"StreamPublish", testStreamPublish},
+		{"StreamAbort", testStreamAbort},
+		{"StreamSameAsSave", testStreamSameAsSave},
+		{"StreamCancelled", testStreamCancelled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -592,5 +596,107 @@ func testConcurrent(t *testing.T, s storage.Storage) {
 func testLocation(t *testing.T, s storage.Storage) {
 	if s.Location() == "" {
 		t.Fatalf("Location() is empty")
+	}
+}
+
+// streamer returns s as a Streamer, skipping the test for backends without
+// streaming (which is optional).
+func streamer(t *testing.T, s storage.Storage) storage.Streamer {
+	st, ok := s.(storage.Streamer)
+	if !ok {
+		t.Skip("backend does not implement storage.Streamer")
+	}
+	return st
+}
+
+// create starts a pending pack and writes data to it in uneven pieces.
+func create(t *testing.T, st storage.Streamer, data []byte) storage.Pending {
+	t.Helper()
+	p, err := st.Create(context.Background(), storage.KindPacks)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	for rest, step := data, 1; len(rest) > 0; step = step*3 + 1 {
+		n := min(step, len(rest))
+		if w, err := p.Write(rest[:n]); err != nil || w != n {
+			t.Fatalf("Write of %d bytes = %d, %v", n, w, err)
+		}
+		rest = rest[n:]
+	}
+	return p
+}
+
+func testStreamPublish(t *testing.T, s storage.Storage) {
+	st := streamer(t, s)
+	data := randomBytes(11, 300_000)
+	p := create(t, st, data)
+	h := storage.Handle{Kind: storage.KindPacks, Name: name(storage.KindPacks, 1)}
+	if got := listAll(t, s, storage.KindPacks); len(got) != 0 {
+		t.Fatalf("List before Publish = %v, want nothing", got)
+	}
+	if err := p.Publish(context.Background(), h.Name); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	mustLoad(t, s, h, data)
+	if got := listAll(t, s, storage.KindPacks); len(got) != 1 || got[h.Name] != int64(len(data)) {
+		t.Fatalf("List after Publish = %v, want %s of %d bytes", got, h.Name, len(data))
+	}
+	if _, err := p.Write([]byte("more")); err == nil {
+		t.Fatal("Write after Publish succeeded")
+	}
+	if err := p.Publish(context.Background(), name(storage.KindPacks, 2)); err == nil {
+		t.Fatal("second Publish succeeded")
+	}
+	p.Abort() // after Publish: nothing happens
+	mustLoad(t, s, h, data)
+}
+
+func testStreamAbort(t *testing.T, s storage.Storage) {
+	st := streamer(t, s)
+	p := create(t, st, randomBytes(12, 5000))
+	p.Abort()
+	p.Abort()
+	if err := p.Publish(context.Background(), name(storage.KindPacks, 1)); err == nil {
+		t.Fatal("Publish after Abort succeeded")
+	}
+	mustBeEmpty(t, s)
+}
+
+// testStreamSameAsSave: publishing bytes already saved under the name
+// succeeds and leaves them as they were (packs are named by content).
+func testStreamSameAsSave(t *testing.T, s storage.Storage) {
+	st := streamer(t, s)
+	data := randomBytes(13, 70_000)
+	h := storage.Handle{Kind: storage.KindPacks, Name: name(storage.KindPacks, 3)}
+	save(t, s, h, data)
+	if err := create(t, st, data).Publish(context.Background(), h.Name); err != nil {
+		t.Fatalf("Publish of the same bytes: %v", err)
+	}
+	mustLoad(t, s, h, data)
+	bad := create(t, st, data)
+	if err := bad.Publish(context.Background(), "../escape"); !errors.Is(err, storage.ErrInvalidHandle) {
+		t.Fatalf("Publish under an invalid name = %v, want ErrInvalidHandle", err)
+	}
+	bad.Abort()
+	if _, err := st.Create(context.Background(), storage.Kind("nope")); !errors.Is(err, storage.ErrInvalidHandle) {
+		t.Fatalf("Create of an unknown kind = %v, want ErrInvalidHandle", err)
+	}
+	if got := listAll(t, s, storage.KindPacks); len(got) != 1 {
+		t.Fatalf("List = %v, want only %s", got, h.Name)
+	}
+}
+
+func testStreamCancelled(t *testing.T, s storage.Storage) {
+	st := streamer(t, s)
+	p := create(t, st, randomBytes(14, 1000))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Publish(ctx, name(storage.KindPacks, 4)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Publish with a cancelled context = %v, want context.Canceled", err)
+	}
+	p.Abort()
+	mustBeEmpty(t, s)
+	if _, err := st.Create(ctx, storage.KindPacks); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Create with a cancelled context = %v, want context.Canceled", err)
 	}
 }
