@@ -2,6 +2,7 @@ package repo_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -43,7 +44,12 @@ var backends = []backend{
 		return st
 	}},
 	{"mem", func(*testing.T) storage.Storage { return mem.New() }},
+	// Without storage.Streamer: packs are built in memory and saved whole.
+	{"mem-no-stream", func(*testing.T) storage.Storage { return saveOnly{mem.New()} }},
 }
+
+// saveOnly hides every method beyond storage.Storage.
+type saveOnly struct{ storage.Storage }
 
 // forEachBackend runs fn once per storage backend, so every backend passes
 // the same repository tests.
@@ -826,4 +832,65 @@ func TestConcurrentSaveBlob(t *testing.T) {
 			t.Errorf("index holds %d blobs (%v), want %d", blobs, err, n)
 		}
 	})
+}
+
+// failingStream is mem storage whose streamed objects fail once more than
+// limit bytes are written to them, as a full disk does.
+type failingStream struct {
+	*mem.Storage
+	limit int
+}
+
+func (f failingStream) Create(ctx context.Context, k storage.Kind) (storage.Pending, error) {
+	p, err := f.Storage.Create(ctx, k)
+	return &failingPending{Pending: p, left: f.limit}, err
+}
+
+type failingPending struct {
+	storage.Pending
+	left int
+}
+
+var errDiskFull = errors.New("no space left on device")
+
+func (p *failingPending) Write(b []byte) (int, error) {
+	if len(b) > p.left {
+		return 0, errDiskFull
+	}
+	p.left -= len(b)
+	return p.Pending.Write(b)
+}
+
+// TestPackWriteFailureStopsWrites: when a streamed pack cannot be written,
+// the blobs already in it are lost, so the failing SaveBlob and every later
+// SaveBlob and Flush fail (a snapshot must never reference them), and no
+// pack is left behind.
+func TestPackWriteFailureStopsWrites(t *testing.T) {
+	st := failingStream{Storage: mem.New(), limit: 3 << 20}
+	e := &env{st: st, indexDir: filepath.Join(t.TempDir(), "index")}
+	r := e.init(t, repo.InitOptions{})
+	defer closeRepo(t, r)
+	rng := rand.New(rand.NewPCG(7, 8))
+	var failed error
+	for i := 0; i < 16 && failed == nil; i++ {
+		blobID, data := randomBlob(rng, 512<<10)
+		_, failed = r.SaveBlob(t.Context(), pack.DataBlob, blobID, data, uint32(len(data)))
+	}
+	if !errors.Is(failed, errDiskFull) {
+		t.Fatalf("SaveBlob past the full disk = %v, want %v", failed, errDiskFull)
+	}
+	blobID, data := randomBlob(rng, 100)
+	if _, err := r.SaveBlob(t.Context(), pack.DataBlob, blobID, data, 100); err == nil {
+		t.Fatal("SaveBlob after a lost pack succeeded")
+	}
+	if err := r.Flush(t.Context()); err == nil {
+		t.Fatal("Flush after a lost pack succeeded")
+	}
+	n := 0
+	if err := st.List(t.Context(), storage.KindPacks, func(storage.Info) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d packs stored, want none", n)
+	}
 }
