@@ -24,7 +24,7 @@ const (
 )
 
 // treeCacheBytes bounds the decoded trees kept for lookups and listings.
-const treeCacheBytes = 64 << 20
+const treeCacheBytes = 32 << 20
 
 // prefetchers bounds the background chunk loads of read-ahead.
 const prefetchers = 4

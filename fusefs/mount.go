@@ -83,6 +83,11 @@ func fuseOptions(opts Options) *fs.Options {
 			MaxWrite:      1 << 20, // also max_read: fewer, larger reads
 			MaxReadAhead:  1 << 20,
 			MaxBackground: 32,
+			// Every read answers with bytes in memory (decrypted chunks),
+			// which go-fuse would still route through a pipe (a writev,
+			// a splice, an ioctl and a fcntl) before giving up on
+			// splicing; one writev does it.
+			DisableSplice: true,
 			// READDIRPLUS only while the reader also looks entries up:
 			// `ls` of 100,000 names then costs one pass, not 100,000
 			// inodes built in the kernel and here.

@@ -3,7 +3,7 @@ package fusefs
 import "log/slog"
 
 // Options tunes Mount. The zero value mounts every host for the calling user
-// with a 64 MiB chunk cache and no logging.
+// with a 32 MiB chunk cache and no logging.
 type Options struct {
 	Host       string // only this host's snapshots; "" for all
 	AllowOther bool   // let other users in (the kernel still checks modes)
@@ -16,4 +16,7 @@ type Options struct {
 }
 
 // DefaultCacheBytes is the chunk cache size when Options.CacheBytes is 0.
-const DefaultCacheBytes = 64 << 20
+// The kernel keeps what was read in its page cache as well, so this cache
+// mainly serves chunks read in several requests and read-ahead: 32 MiB
+// holds read-ahead for a few files streaming at once.
+const DefaultCacheBytes = 32 << 20
