@@ -79,7 +79,7 @@ func SealTree(hk *HostKey, t *tree.Tree) (id.ID, []byte, uint32, error) {
 	if err != nil {
 		return id.ID{}, nil, 0, err
 	}
-	sealed := hk.SIV.Seal(nil, compress.Encode(nil, plain))
+	sealed := hk.SIV.Seal(nil, compress.EncodeTree(nil, plain))
 	return id.Hash(sealed), sealed, uint32(len(plain)), nil
 }
 

@@ -100,10 +100,20 @@ func dec() *zstd.Decoder {
 // Encode appends the framed form of src to dst. It stores src raw when zstd
 // would not save at least 1/32 of it: decompressing costs time on every read,
 // so a marginal saving isn't worth it.
-func Encode(dst, src []byte) []byte {
+func Encode(dst, src []byte) []byte { return encode(enc(len(src)), dst, src) }
+
+// EncodeTree is Encode for an encoded directory tree: level 3 whatever its
+// size. Trees are a small share of a backup's bytes (a 50-entry directory
+// is about 6 KiB), so the slower level costs little time, and they are
+// rewritten whenever a file in them changes: at level 3 the blobs a backup
+// of the benchmark corpus added after touching 1 % of its files came to
+// 7.17 MB instead of 7.52 MB.
+func EncodeTree(dst, src []byte) []byte { return encode(largeEncoder(), dst, src) }
+
+func encode(e *zstd.Encoder, dst, src []byte) []byte {
 	start := len(dst)
 	dst = append(dst, flagZstd)
-	dst = enc(len(src)).EncodeAll(src, dst)
+	dst = e.EncodeAll(src, dst)
 	if len(dst)-start-1 < len(src)-len(src)/32 {
 		return dst
 	}

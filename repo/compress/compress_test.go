@@ -144,3 +144,33 @@ func TestDecodeOwned(t *testing.T) {
 		}
 	}
 }
+
+// TestEncodeTree pins that trees compress at the large-input level whatever
+// their size (a tree's ID depends on its compressed bytes), and that they
+// decode back.
+func TestEncodeTree(t *testing.T) {
+	single, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(largeLevel),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(windowSize),
+		zstd.WithZeroFrames(true),
+		zstd.WithEncoderCRC(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{600, 6000, smallInput - 1, smallInput + 1} {
+		var buf bytes.Buffer
+		for j := 0; buf.Len() < size; j++ {
+			fmt.Fprintf(&buf, "entry %d mode 0644 uid 1000 user alice size %d\n", j, j*j%4099)
+		}
+		in := buf.Bytes()[:size]
+		got := EncodeTree(nil, in)
+		if want := append([]byte{flagZstd}, single.EncodeAll(in, nil)...); !bytes.Equal(got, want) {
+			t.Errorf("%d bytes: EncodeTree gave %d bytes, a level-%v encoder %d", size, len(got), largeLevel, len(want))
+		}
+		out, err := Decode(nil, got, len(in))
+		if err != nil || !bytes.Equal(out, in) {
+			t.Errorf("%d bytes: Decode = %d bytes, %v", size, len(out), err)
+		}
+	}
+}
