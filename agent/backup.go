@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/costor/costor/agent/fsmeta"
+	"github.com/costor/costor/internal/cpus"
 	"github.com/costor/costor/repo"
 	"github.com/costor/costor/repo/crypto"
 	"github.com/costor/costor/repo/id"
@@ -199,7 +199,7 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 		opts.Now = time.Now
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = runtime.GOMAXPROCS(0)
+		opts.Workers = cpus.N
 	}
 	if opts.IOWorkers <= 0 {
 		opts.IOWorkers = DefaultIOWorkers

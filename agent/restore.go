@@ -11,12 +11,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/costor/costor/agent/fsmeta"
+	"github.com/costor/costor/internal/cpus"
 	"github.com/costor/costor/repo"
 	"github.com/costor/costor/repo/id"
 	"github.com/costor/costor/repo/tree"
@@ -84,7 +84,7 @@ type restoreJob struct {
 // backed-up path under its absolute location.
 func Restore(ctx context.Context, r Repository, hk *repo.HostKey, rootTree id.ID, subpath string, opts RestoreOptions) (*RestoreResult, error) {
 	if opts.Workers <= 0 {
-		opts.Workers = 2 * runtime.GOMAXPROCS(0)
+		opts.Workers = 2 * cpus.N
 	}
 	node, err := Resolve(ctx, r, hk, rootTree, subpath)
 	if err != nil {

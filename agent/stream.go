@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
 	"github.com/restic/chunker"
 
+	"github.com/costor/costor/internal/cpus"
 	"github.com/costor/costor/repo/tree"
 )
 
@@ -31,7 +31,7 @@ func BackupStream(ctx context.Context, r Repository, opts BackupOptions, name st
 		opts.Now = time.Now
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = runtime.GOMAXPROCS(0)
+		opts.Workers = cpus.N
 	}
 	opts.Parent = nil
 	start := opts.Now()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/costor/costor/agent"
 	"github.com/costor/costor/btrfs"
+	"github.com/costor/costor/internal/cpus"
 	"github.com/costor/costor/repo"
 	"github.com/costor/costor/repo/crypto"
 )
@@ -41,6 +43,7 @@ func backupCommand() *ucli.Command {
 }
 
 func runBackup(c *ucli.Context) error {
+	moreProcsForFileIO()
 	e := newEnv(c)
 	ctx := c.Context
 	if c.Bool("stdin") || c.Bool("stdin-from-command") {
@@ -318,4 +321,18 @@ func backupBase(c *ucli.Context, e *env, host string) (*repo.Repository, string,
 	opts.Keyer, opts.Polynomial, opts.HostKey = crypto.NewChunkKeyer(secret), pol, hk
 	opts.Tags, opts.Program = c.StringSlice("tag"), "costor "+Version
 	return r, repoDir, opts, nil
+}
+
+// moreProcsForFileIO gives a backup twice as many Ps as CPUs (unless
+// GOMAXPROCS is set). A goroutine in a file system call keeps its P until
+// the scheduler notices, tens of microseconds and more, and a cold small
+// file costs several such calls: with one P per CPU, a backup of 100,000
+// cold small files kept the two CPUs only 70 % busy. With twice as many,
+// the initial backup of the benchmark corpus took 15.8 s instead of
+// 20.2 s. CPU-bound pools stay sized by cpus.N. Restore and mount gained
+// nothing from it (a mount spent twice the CPU), so only backup does it.
+func moreProcsForFileIO() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(2 * cpus.N)
+	}
 }

@@ -3,10 +3,11 @@ package compress
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/costor/costor/internal/cpus"
 )
 
 // Flag values; part of the on-disk format.
@@ -63,7 +64,7 @@ func lazyEncoder(level zstd.EncoderLevel) func() *zstd.Encoder {
 	return sync.OnceValue(func() *zstd.Encoder {
 		e, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(level),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+			zstd.WithEncoderConcurrency(cpus.N),
 			// A 1 MiB window (the default is 8 MiB) keeps each state's
 			// history at a few MiB instead of 16: chunks average 1 MiB,
 			// so matches further back are rare.
