@@ -255,7 +255,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 	}
 	if _, err := pw.Add(t, blobID, sealed, rawLength); err != nil {
 		err = fmt.Errorf("add blob %s to pack: %w", blobID.Short(), err)
-		if w.pending[t] != nil {
+		if pw.Failed() {
 			// The pack's file could not be written: the blobs already in
 			// it, which this process counts as stored, are lost. Nothing
 			// more may be stored (a snapshot would reference them).

@@ -894,3 +894,24 @@ func TestPackWriteFailureStopsWrites(t *testing.T) {
 		t.Fatalf("%d packs stored, want none", n)
 	}
 }
+
+// TestRefusedBlobKeepsPack: a blob the pack refuses (here an unknown type)
+// fails alone; the blobs before and after it are stored.
+func TestRefusedBlobKeepsPack(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		r := e.init(t, repo.InitOptions{})
+		defer closeRepo(t, r)
+		first := saveBlob(t, r, []byte("before the refused blob"))
+		bad := []byte("unknown type")
+		if _, err := r.SaveBlob(t.Context(), pack.BlobType(7), id.Hash(bad), bad, uint32(len(bad))); err == nil {
+			t.Fatal("SaveBlob of blob type 7 succeeded")
+		}
+		second := saveBlob(t, r, []byte("after the refused blob"))
+		flush(t, r)
+		for _, b := range []id.ID{first, second} {
+			if _, err := r.LoadBlob(t.Context(), b); err != nil {
+				t.Fatalf("blob %s: %v", b.Short(), err)
+			}
+		}
+	})
+}

@@ -103,4 +103,11 @@ func TestStreamWriterSinkError(t *testing.T) {
 	if _, _, _, err := w.Finish(); err == nil {
 		t.Fatal("Finish after a failed write succeeded")
 	}
+	if !w.Failed() {
+		t.Fatal("Failed = false after a failed write")
+	}
+	w.ResetTo(&bytes.Buffer{})
+	if w.Failed() {
+		t.Fatal("Failed = true after ResetTo a new sink")
+	}
 }

@@ -110,6 +110,10 @@ func appendPreamble(b []byte) []byte {
 // trailer Finish adds (about 40 bytes per blob plus a constant).
 func (w *Writer) Size() int { return w.written + len(w.buf) }
 
+// Failed reports whether a stream writer's sink failed: the pack is lost
+// and every further Add and Finish fails.
+func (w *Writer) Failed() bool { return w.sinkErr != nil }
+
 // Count is the number of blobs added so far.
 func (w *Writer) Count() int { return len(w.entries) }
 
