@@ -296,11 +296,13 @@ func (w *blobWriter) finish(t pack.BlobType) (*finishedPack, error) {
 	delete(w.pending, t)
 	data, entries, packID, err := pw.Finish()
 	if err != nil {
+		// Its blobs, which this process counts as stored, are lost:
+		// nothing more may be stored, as in SaveBlob.
 		err = fmt.Errorf("finish pack: %w", err)
 		if pending != nil {
 			pending.Abort()
-			w.setErr(err) // its blobs are lost, as in SaveBlob
 		}
+		w.setErr(err)
 		return nil, err
 	}
 	return &finishedPack{data: data, pending: pending, size: pw.Size(), entries: entries, id: packID, w: pw}, nil
@@ -321,6 +323,13 @@ func (r *Repository) Flush(ctx context.Context) error {
 		if pw.Count() > 0 {
 			p, err := w.finish(t)
 			if err != nil {
+				// finish recorded the error; the packs finished before
+				// this one will never be uploaded.
+				for _, done := range pending {
+					if done.pending != nil {
+						done.pending.Abort()
+					}
+				}
 				w.mu.Unlock()
 				return err
 			}

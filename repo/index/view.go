@@ -38,6 +38,9 @@ func newViews() *views { return &views{free: make(chan *pooledView, viewPoolSize
 // returned when view was called. fn must not keep the transaction or the
 // values it read.
 func (x *Index) view(fn func(txn *badger.Txn) error) error {
+	if x.db.IsClosed() {
+		return badger.ErrDBClosed // as db.View says
+	}
 	gen := x.views.gen.Load() // before the transaction starts: see wrote
 	var v *pooledView
 	select {
@@ -87,6 +90,13 @@ func (x *Index) newBatch() batch { return batch{x.db.NewWriteBatch(), x} }
 func (b batch) Flush() error {
 	defer b.x.wrote()
 	return b.WriteBatch.Flush()
+}
+
+// Cancel discards what the batch has not committed; a WriteBatch commits
+// as it fills, so part of it may be written already.
+func (b batch) Cancel() {
+	defer b.x.wrote()
+	b.WriteBatch.Cancel()
 }
 
 // update is badger.DB.Update for one small write.

@@ -101,3 +101,25 @@ func TestLookupsSeeEveryFinishedWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupAfterClose: a lookup on a closed index is an error, not a
+// panic inside Badger.
+func TestLookupAfterClose(t *testing.T) {
+	x, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testID("blob", 1)
+	if _, err := x.Has(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Has(context.Background(), b); err == nil {
+		t.Fatal("Has on a closed index succeeded")
+	}
+	if _, _, err := x.Lookup(context.Background(), b); err == nil {
+		t.Fatal("Lookup on a closed index succeeded")
+	}
+}
