@@ -50,9 +50,8 @@ type blobWriter struct {
 	stream storage.Streamer // nil: packs are built in memory and saved whole
 
 	mu       sync.Mutex
-	packers  map[pack.BlobType]*pack.Writer
-	pending  map[pack.BlobType]storage.Pending // the object a streamed packer writes to
-	inflight map[id.ID]struct{}                // in a packer or an upload not yet indexed
+	packers  map[pack.BlobType]*openPack
+	inflight map[id.ID]struct{} // in a packer or an upload not yet indexed
 	// settled counts uploads whose blobs have left inflight. SaveBlob
 	// looks up the index without holding mu; if settled moved meanwhile,
 	// the blob may have gone from inflight to the index unseen.
@@ -76,6 +75,20 @@ type BlobStats struct {
 	Blobs, Bytes, Packs uint64
 }
 
+// openPack is a pack being filled: its writer and, when it streams, the
+// object the writer writes to.
+type openPack struct {
+	w       *pack.Writer
+	pending storage.Pending // nil for a pack built in memory
+}
+
+// abort discards the pack's object, if it has one.
+func (p *openPack) abort() {
+	if p.pending != nil {
+		p.pending.Abort()
+	}
+}
+
 type finishedPack struct {
 	data    []byte          // nil for a streamed pack
 	pending storage.Pending // a streamed pack, written, to publish
@@ -89,8 +102,7 @@ type finishedPack struct {
 func newBlobWriter(r *Repository) *blobWriter {
 	w := &blobWriter{
 		r:        r,
-		packers:  map[pack.BlobType]*pack.Writer{},
-		pending:  map[pack.BlobType]storage.Pending{},
+		packers:  map[pack.BlobType]*openPack{},
 		inflight: map[id.ID]struct{}{},
 		uploads:  make(chan finishedPack, 1),
 		spare:    make(chan *pack.Writer, 1),
@@ -130,34 +142,34 @@ func (w *blobWriter) uploader() {
 // newPacker returns an empty pack writer, for data packs streaming into a
 // new object or with room for a whole pack. (Tree packs are mostly small:
 // the last one of a backup is all most backups write.)
-func (w *blobWriter) newPacker(t pack.BlobType) (*pack.Writer, storage.Pending, error) {
+func (w *blobWriter) newPacker(t pack.BlobType) (*openPack, error) {
 	if t != pack.DataBlob {
-		return pack.NewWriter(headerSealer{w.r.keys.pack}), nil, nil
+		return &openPack{w: pack.NewWriter(headerSealer{w.r.keys.pack})}, nil
 	}
 	if w.stream != nil {
 		pending, err := w.stream.Create(w.r.closeCtx, storage.KindPacks)
 		if err != nil {
-			return nil, nil, fmt.Errorf("start a pack: %w", err)
+			return nil, fmt.Errorf("start a pack: %w", err)
 		}
 		select {
 		case pw := <-w.spare:
 			pw.ResetTo(pending)
-			return pw, pending, nil
+			return &openPack{w: pw, pending: pending}, nil
 		default:
 		}
-		return pack.NewStreamWriter(headerSealer{w.r.keys.pack}, pending), pending, nil
+		return &openPack{w: pack.NewStreamWriter(headerSealer{w.r.keys.pack}, pending), pending: pending}, nil
 	}
 	select {
 	case pw := <-w.spare:
 		pw.Reset()
-		return pw, nil, nil
+		return &openPack{w: pw}, nil
 	default:
 	}
 	pw := pack.NewWriter(headerSealer{w.r.keys.pack})
 	// A pack ends with the blob that takes it past the target size: leave
 	// room for a typical chunk beyond it.
 	pw.Grow(w.r.cfg.PackSize + 2<<20)
-	return pw, nil, nil
+	return &openPack{w: pw}, nil
 }
 
 func (w *blobWriter) upload(p finishedPack) error {
@@ -243,24 +255,21 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 		w.mu.Unlock()
 		return false, nil
 	}
-	pw := w.packers[t]
-	if pw == nil {
-		var pending storage.Pending
-		if pw, pending, err = w.newPacker(t); err != nil {
+	op := w.packers[t]
+	if op == nil {
+		if op, err = w.newPacker(t); err != nil {
 			w.mu.Unlock()
 			return false, err
 		}
-		w.packers[t] = pw
-		w.pending[t] = pending
+		w.packers[t] = op
 	}
-	if _, err := pw.Add(t, blobID, sealed, rawLength); err != nil {
+	if _, err := op.w.Add(t, blobID, sealed, rawLength); err != nil {
 		err = fmt.Errorf("add blob %s to pack: %w", blobID.Short(), err)
-		if pw.Failed() {
+		if op.w.Failed() {
 			// The pack's file could not be written: the blobs already in
 			// it, which this process counts as stored, are lost. Nothing
 			// more may be stored (a snapshot would reference them).
-			w.pending[t].Abort()
-			delete(w.pending, t)
+			op.abort()
 			delete(w.packers, t)
 			w.setErr(err)
 		}
@@ -270,7 +279,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 	w.inflight[blobID] = struct{}{}
 	w.stats.Blobs++
 	w.stats.Bytes += uint64(len(sealed))
-	if pw.Size() >= r.cfg.PackSize {
+	if op.w.Size() >= r.cfg.PackSize {
 		full, err = w.finish(t)
 	}
 	w.mu.Unlock()
@@ -291,21 +300,18 @@ func (r *Repository) SaveBlob(ctx context.Context, t pack.BlobType, blobID id.ID
 // finish ends the pack of type t, which then leaves packers; call with mu
 // held.
 func (w *blobWriter) finish(t pack.BlobType) (*finishedPack, error) {
-	pw, pending := w.packers[t], w.pending[t]
+	op := w.packers[t]
 	delete(w.packers, t)
-	delete(w.pending, t)
-	data, entries, packID, err := pw.Finish()
+	data, entries, packID, err := op.w.Finish()
 	if err != nil {
 		// Its blobs, which this process counts as stored, are lost:
 		// nothing more may be stored, as in SaveBlob.
 		err = fmt.Errorf("finish pack: %w", err)
-		if pending != nil {
-			pending.Abort()
-		}
+		op.abort()
 		w.setErr(err)
 		return nil, err
 	}
-	return &finishedPack{data: data, pending: pending, size: pw.Size(), entries: entries, id: packID, w: pw}, nil
+	return &finishedPack{data: data, pending: op.pending, size: op.w.Size(), entries: entries, id: packID, w: op.w}, nil
 }
 
 // Flush writes every pending blob into durable, indexed packs.
@@ -319,27 +325,25 @@ func (r *Repository) Flush(ctx context.Context) error {
 	w := r.blobs
 	w.mu.Lock()
 	var pending []*finishedPack
-	for t, pw := range w.packers {
-		if pw.Count() > 0 {
-			p, err := w.finish(t)
-			if err != nil {
-				// finish recorded the error; the packs finished before
-				// this one will never be uploaded.
-				for _, done := range pending {
-					if done.pending != nil {
-						done.pending.Abort()
-					}
+	for t, op := range w.packers {
+		if op.w.Count() == 0 {
+			op.abort()
+			delete(w.packers, t)
+			continue
+		}
+		p, err := w.finish(t)
+		if err != nil {
+			// finish recorded the error; the packs finished before
+			// this one will never be uploaded.
+			for _, done := range pending {
+				if done.pending != nil {
+					done.pending.Abort()
 				}
-				w.mu.Unlock()
-				return err
 			}
-			pending = append(pending, p)
+			w.mu.Unlock()
+			return err
 		}
-		if p := w.pending[t]; p != nil {
-			p.Abort()
-		}
-		delete(w.packers, t)
-		delete(w.pending, t)
+		pending = append(pending, p)
 	}
 	w.mu.Unlock()
 	marker := finishedPack{flushed: make(chan struct{})}
@@ -375,11 +379,9 @@ func (w *blobWriter) close() error {
 	// Packs never flushed (a cancelled backup): their blobs were never
 	// indexed, so their files can go.
 	w.mu.Lock()
-	for t, p := range w.pending {
-		if p != nil {
-			p.Abort()
-		}
-		delete(w.pending, t)
+	for t, op := range w.packers {
+		op.abort()
+		delete(w.packers, t)
 	}
 	w.mu.Unlock()
 	return nil

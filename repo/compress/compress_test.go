@@ -77,23 +77,30 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// singleState returns an encoder with the shared encoders' options but one
+// state: what the output must equal.
+func singleState(t *testing.T, level zstd.EncoderLevel) *zstd.Encoder {
+	t.Helper()
+	e, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(level),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(windowSize),
+		zstd.WithZeroFrames(true),
+		zstd.WithEncoderCRC(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // TestEncodeSameAsSingleState pins that the shared encoder, which holds one
 // state per CPU, frames exactly as a single-state encoder does, also when
 // called concurrently: identical chunks must keep sealing to identical
 // blobs, whichever worker compresses them.
 func TestEncodeSameAsSingleState(t *testing.T) {
-	singles := map[zstd.EncoderLevel]*zstd.Encoder{}
-	for _, lvl := range []zstd.EncoderLevel{smallLevel, largeLevel} {
-		e, err := zstd.NewWriter(nil,
-			zstd.WithEncoderLevel(lvl),
-			zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(windowSize),
-			zstd.WithZeroFrames(true),
-			zstd.WithEncoderCRC(false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		singles[lvl] = e
+	singles := map[zstd.EncoderLevel]*zstd.Encoder{
+		smallLevel: singleState(t, smallLevel),
+		largeLevel: singleState(t, largeLevel),
 	}
 	// Sizes on both sides of smallInput, so both encoders are pinned.
 	var inputs [][]byte
@@ -149,15 +156,7 @@ func TestDecodeOwned(t *testing.T) {
 // their size (a tree's ID depends on its compressed bytes), and that they
 // decode back.
 func TestEncodeTree(t *testing.T) {
-	single, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(largeLevel),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(windowSize),
-		zstd.WithZeroFrames(true),
-		zstd.WithEncoderCRC(false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	single := singleState(t, largeLevel)
 	for _, size := range []int{600, 6000, smallInput - 1, smallInput + 1} {
 		var buf bytes.Buffer
 		for j := 0; buf.Len() < size; j++ {

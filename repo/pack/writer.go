@@ -145,22 +145,17 @@ func (w *Writer) Add(t BlobType, blobID id.ID, data []byte, rawLength uint32) (E
 		RawLength: rawLength,
 	}
 	w.sum.Write(data)
-	switch {
-	case w.sink == nil:
-		w.buf = append(w.buf, data...)
-	case len(w.buf)+len(data) <= streamBuffer:
-		w.buf = append(w.buf, data...)
-	default:
+	if w.sink != nil && len(w.buf)+len(data) > streamBuffer {
 		err := w.flushBuf()
 		if err == nil && len(data) >= streamBuffer {
 			err = w.emit(data) // straight from the caller's buffer
-		} else if err == nil {
-			w.buf = append(w.buf, data...)
+			data = nil
 		}
 		if err != nil {
 			return Entry{}, fmt.Errorf("add blob %s to pack: %w", blobID.Short(), err)
 		}
 	}
+	w.buf = append(w.buf, data...)
 	w.entries = append(w.entries, e)
 	return e, nil
 }

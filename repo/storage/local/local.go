@@ -157,30 +157,24 @@ func (s *Storage) Save(ctx context.Context, h storage.Handle, data io.ReaderAt, 
 		return fmt.Errorf("local storage: save %s: %w", h, err)
 	}
 	tmp := f.Name()
-	if err := writeSync(ctx, f, data, size); err != nil {
+	if err := writeAll(ctx, f, data, size); err != nil {
+		f.Close()
 		_ = os.Remove(tmp)
 		return fmt.Errorf("local storage: save %s to %s: %w", h, tmp, err)
 	}
-	s.packs.forget(p) // the name now stands for the new file
-	if err := os.Rename(tmp, p); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("local storage: save %s: %w", h, err)
-	}
-	if err := syncDir(dir); err != nil {
+	if err := s.install(f, p); err != nil {
 		return fmt.Errorf("local storage: save %s: %w", h, err)
 	}
 	return nil
 }
 
-// writeSync copies size bytes of data into f, fsyncs and closes it. It always
-// closes f.
-func writeSync(ctx context.Context, f *os.File, data io.ReaderAt, size int64) error {
+// writeAll copies size bytes of data into f, checking ctx between pieces.
+func writeAll(ctx context.Context, f *os.File, data io.ReaderAt, size int64) error {
 	bufp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bufp)
 	buf := *bufp
 	for off := int64(0); off < size; {
 		if err := ctx.Err(); err != nil {
-			f.Close()
 			return err
 		}
 		chunk := buf[:min(int64(len(buf)), size-off)]
@@ -189,24 +183,49 @@ func writeSync(ctx context.Context, f *os.File, data io.ReaderAt, size int64) er
 			if err == nil || err == io.EOF {
 				err = fmt.Errorf("data ends after %d of %d bytes: %w", off+int64(n), size, io.ErrUnexpectedEOF)
 			}
-			f.Close()
 			return fmt.Errorf("read data: %w", err)
 		}
 		if _, err := f.Write(chunk); err != nil {
-			f.Close()
 			return err
 		}
 		off += int64(n)
 	}
-	if err := ctx.Err(); err != nil {
-		f.Close()
+	return ctx.Err()
+}
+
+// install makes the temporary file f durable under final, the one way Save
+// and Publish both end: fsync and close f, rename it (recreating a fan-out
+// directory lost in a copy of the repository), then fsync the directories
+// the rename changed. It always closes f, and removes it on failure.
+func (s *Storage) install(f *os.File, final string) error {
+	tmp := f.Name()
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("%s: %w", tmp, err)
+	}
+	dir := filepath.Dir(final)
+	s.packs.forget(final) // the name now stands for the new file
+	err = os.Rename(tmp, final)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = mkdirDurable(dir); err == nil {
+			err = os.Rename(tmp, final)
+		}
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
+	if err := syncDir(dir); err != nil {
 		return err
 	}
-	return f.Close()
+	if from := filepath.Dir(tmp); from != dir {
+		return syncDir(from)
+	}
+	return nil
 }
 
 // Load opens the object and hands fn a positional reader over the range, so

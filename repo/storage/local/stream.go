@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -66,35 +65,10 @@ func (p *pending) Publish(ctx context.Context, name string) error {
 		p.Abort()
 		return fmt.Errorf("local storage: save %s: %w", h, err)
 	}
-	tmp := p.f.Name()
-	err = p.f.Sync()
-	if cerr := p.f.Close(); err == nil {
-		err = cerr
-	}
+	f := p.f
 	p.f = nil
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("local storage: save %s from %s: %w", h, tmp, err)
-	}
-	dir := filepath.Dir(final)
-	p.s.packs.forget(final) // the name now stands for the new file
-	err = os.Rename(tmp, final)
-	if errors.Is(err, fs.ErrNotExist) {
-		// A fan-out directory not made yet, or lost in a copy.
-		if err = mkdirDurable(dir); err == nil {
-			err = os.Rename(tmp, final)
-		}
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := p.s.install(f, final); err != nil {
 		return fmt.Errorf("local storage: save %s: %w", h, err)
-	}
-	// The rename moved the file out of the kind's directory into a fan-out
-	// one: both directories changed.
-	for _, d := range uniq(dir, filepath.Dir(tmp)) {
-		if err := syncDir(d); err != nil {
-			return fmt.Errorf("local storage: save %s: %w", h, err)
-		}
 	}
 	return nil
 }
@@ -107,11 +81,4 @@ func (p *pending) Abort() {
 	_ = p.f.Close()
 	_ = os.Remove(tmp)
 	p.f = nil
-}
-
-func uniq(a, b string) []string {
-	if a == b {
-		return []string{a}
-	}
-	return []string{a, b}
 }
