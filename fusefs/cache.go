@@ -77,6 +77,18 @@ func (c *lru[A, V]) get(ctx context.Context, key id.ID, arg A) (V, error) {
 	}
 }
 
+// peek returns the value for key if it is cached, without loading it or
+// changing its place in the eviction order.
+func (c *lru[A, V]) peek(key id.ID) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[key]; ok {
+		return e.Value.(*lruItem[V]).val, true
+	}
+	var zero V
+	return zero, false
+}
+
 // prefetch starts loading key in the background unless it is cached, already
 // loading, or all prefetch slots are busy (read-ahead is a hint, never a
 // queue).

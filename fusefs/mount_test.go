@@ -578,6 +578,78 @@ func TestMountConcurrentReaders(t *testing.T) {
 	wg.Wait()
 }
 
+// TestMountReadsAheadAcrossFiles checks that reading a small file starts
+// loading the files after it in its directory, that a stat alone loads
+// nothing, that no chunk is loaded twice, and that the look-ahead stops at
+// a large file.
+func TestMountReadsAheadAcrossFiles(t *testing.T) {
+	src := newSource(t, 4<<20)
+	var files []fusefstest.File
+	for i := range 20 {
+		files = append(files, fusefstest.File{Path: fmt.Sprintf("d/f%02d", i), Data: randomBytes(uint64(100+i), 1000+i), Node: tree.Node{Mode: 0o644}})
+	}
+	files = append(files,
+		fusefstest.File{Path: "e/a", Data: randomBytes(200, 500), Node: tree.Node{Mode: 0o644}},
+		fusefstest.File{Path: "e/b", Data: randomBytes(201, 2<<20), Node: tree.Node{Mode: 0o644}},
+		fusefstest.File{Path: "e/c", Data: randomBytes(202, 500), Node: tree.Node{Mode: 0o644}})
+	add(t, src, "h", t0, files...)
+	m := mount(t, src, fusefs.Options{})
+	root := filepath.Join(m.dir, "hosts", "h", dirName(t0))
+	entries, err := os.ReadDir(filepath.Join(root, "d"))
+	must(t, err)
+	for _, e := range entries {
+		if _, err := e.Info(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := src.ChunkReads(); n != 0 {
+		t.Fatalf("listing and stat loaded %d chunks, want none", n)
+	}
+	settled := func() int64 {
+		t.Helper()
+		n := src.ChunkReads()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			time.Sleep(30 * time.Millisecond)
+			m := src.ChunkReads()
+			if m == n {
+				return n
+			}
+			n = m
+		}
+		t.Fatal("chunk loads did not settle within 5s")
+		return 0
+	}
+	read := func(i int) {
+		t.Helper()
+		got, err := os.ReadFile(filepath.Join(root, files[i].Path))
+		must(t, err)
+		if !bytes.Equal(got, files[i].Data) {
+			t.Fatalf("%s: content differs", files[i].Path)
+		}
+	}
+	read(0)
+	after0 := settled()
+	if after0 < 2 || after0 > 9 {
+		t.Fatalf("after reading d/f00: %d chunks loaded, want its own and 1 to 8 of the files after it", after0)
+	}
+	read(1)
+	if n := settled(); n < after0 || n > 10 {
+		t.Fatalf("reading d/f01 after d/f00: %d chunks loaded in all, was %d", n, after0)
+	}
+	// d/f01 was loaded ahead, so its own read added nothing beyond new
+	// look-ahead; reading the rest in order loads each chunk once.
+	for i := 2; i < 20; i++ {
+		read(i)
+	}
+	if n := settled(); n != 20 {
+		t.Errorf("reading 20 one-chunk files in order loaded %d chunks, want 20", n)
+	}
+	read(20) // e/a: e/b's first chunk is over the look-ahead budget
+	if n := settled(); n != 21 {
+		t.Errorf("after reading e/a: %d chunks loaded in all, want 21 (no look-ahead past a large file)", n)
+	}
+}
+
 func TestMountReadErrorIsEIO(t *testing.T) {
 	src := newSource(t, 0)
 	snap := add(t, src, "h", t0, fusefstest.File{Path: "f", Data: []byte("content")})

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/costor/costor/repo/id"
 	"github.com/costor/costor/repo/tree"
 )
 
@@ -158,5 +159,51 @@ func (r *fileReader) readAhead(end int64) {
 	first := r.chunkAt(end - 1)
 	for i := first + 1; i <= first+readAheadChunks && i < len(r.chunks); i++ {
 		r.cache.prefetch(r.chunks[i].ID, r.chunks[i])
+	}
+}
+
+// Read-ahead across files: a reader that takes a directory's files in name
+// order (cat *, cp -r, tar, a file manager making thumbnails) waits, for
+// each small file, on a kernel round trip and, when cold, on a pack read and
+// an index lookup in turn. When such a file is first read, the first chunks
+// of the files after it in the directory start loading in the background,
+// so the next file's read finds its chunk cached or on its way.
+const (
+	// readAheadFileCount is how many following files are looked at.
+	readAheadFileCount = 8
+	// readAheadFileBytes bounds the chunk bytes one read starts loading;
+	// a large file after the one being read ends the look-ahead, it has
+	// read-ahead of its own once read sequentially.
+	readAheadFileBytes = 1 << 20
+)
+
+// place is where a file sits in its snapshot directory.
+type place struct {
+	snap *Snapshot
+	tree id.ID // the directory's tree
+	pos  int   // the file's index in its Nodes
+}
+
+// readAheadFiles prefetches the first chunks of the regular files that
+// follow p in its directory. It only uses the directory's tree when it is
+// still cached (it was, for the lookup that made the node), and it never
+// waits: prefetch drops what finds every slot busy, and the next file's
+// first read asks again.
+func (f *filesystem) readAheadFiles(p *place) {
+	t, ok := f.trees.peek(p.tree)
+	if !ok || t == nil {
+		return
+	}
+	budget := int64(readAheadFileBytes)
+	for i := p.pos + 1; i < len(t.Nodes) && i <= p.pos+readAheadFileCount; i++ {
+		n := &t.Nodes[i]
+		if n.Type != tree.File || len(n.Content) == 0 {
+			continue
+		}
+		c := n.Content[0]
+		if budget -= int64(c.Length); budget < 0 {
+			return
+		}
+		f.chunks.prefetch(c.ID, c)
 	}
 }

@@ -93,17 +93,19 @@ func (d *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if errno != 0 {
 		return nil, errno
 	}
-	n, ok := t.Find(name)
+	pos, ok := t.Index(name)
 	if !ok {
 		return nil, syscall.ENOENT
 	}
+	n := &t.Nodes[pos]
 	m := meta{common: d.common, node: *n, ino: childIno(d.snap.ID, d.ino, n)}
 	fillAttr(&out.Attr, n, m.ino)
 	stable := fs.StableAttr{Mode: typeBits(n.Type), Ino: m.ino}
 	if n.Type == tree.Dir {
 		return d.NewInode(ctx, &treeDir{meta: m, snap: d.snap}, stable), 0
 	}
-	return d.NewInode(ctx, &entryNode{meta: m}, stable), 0
+	e := &entryNode{meta: m, dir: &place{snap: d.snap, tree: d.node.Subtree, pos: pos}}
+	return d.NewInode(ctx, e, stable), 0
 }
 
 // entryNode is anything but a directory: a regular file, a symlink, a device
@@ -111,6 +113,10 @@ func (d *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 type entryNode struct {
 	fs.Inode
 	meta
+
+	// dir is where the node sits in its snapshot directory, for
+	// read-ahead across files; nil for a version in history/.
+	dir *place
 
 	mu sync.Mutex
 	// shared is built on first open and holds the reader all opens share;
@@ -192,6 +198,9 @@ func (e *entryNode) Read(ctx context.Context, f fs.FileHandle, dest []byte, off 
 		if h, errno = e.handle(); errno != 0 {
 			return nil, errno
 		}
+	}
+	if off == 0 && e.dir != nil {
+		e.fsys.readAheadFiles(e.dir)
 	}
 	return h.Read(ctx, dest, off)
 }

@@ -163,11 +163,17 @@ func (t *Tree) Sort() {
 // Find returns the node called name by binary search; t must be sorted.
 // The pointer aliases t.Nodes.
 func (t *Tree) Find(name string) (*Node, bool) {
-	i, ok := slices.BinarySearchFunc(t.Nodes, name, func(n Node, name string) int {
-		return strings.Compare(n.Name, name)
-	})
+	i, ok := t.Index(name)
 	if !ok {
 		return nil, false
 	}
 	return &t.Nodes[i], true
+}
+
+// Index returns the position in t.Nodes of the node called name by binary
+// search; t must be sorted.
+func (t *Tree) Index(name string) (int, bool) {
+	return slices.BinarySearchFunc(t.Nodes, name, func(n Node, name string) int {
+		return strings.Compare(n.Name, name)
+	})
 }
