@@ -148,10 +148,13 @@ type backuper struct {
 	excludedDirs map[[2]uint64]bool
 	// dirsPending counts sealDir goroutines: Backup waits for them all, so
 	// none is still storing a tree when the caller closes the repository.
-	dirsPending   sync.WaitGroup
-	emptyTreeOnce sync.Once
-	emptyTree     id.ID
-	emptyTreeErr  error
+	dirsPending sync.WaitGroup
+	// parentTreesOurs: the parent's trees are sealed with our key, so one
+	// of them that an unchanged directory encodes to can be named as it is.
+	parentTreesOurs bool
+	emptyTreeOnce   sync.Once
+	emptyTree       id.ID
+	emptyTreeErr    error
 }
 
 // future is a node that some goroutine is still producing.
@@ -219,6 +222,8 @@ func Backup(ctx context.Context, r Repository, opts BackupOptions) (*BackupResul
 		sealJobs:  make(chan *sealJob, opts.Workers),
 		listers:   make(chan struct{}, opts.IOWorkers),
 	}
+	b.parentTreesOurs = opts.Parent != nil &&
+		(opts.Parent.Key == nil || opts.Parent.Key.SameDataKey(opts.HostKey))
 	b.bufs.New = func() any { buf := make([]byte, 0, chunker.MinSize*2); return &buf }
 	b.errs = append(b.errs, opts.Problems...)
 	b.excludedDirs = map[[2]uint64]bool{}
@@ -421,7 +426,7 @@ func (b *backuper) root(ctx context.Context) *future {
 // virtualDir is a directory on the way to backup paths: only the children
 // leading to them are included.
 func (b *backuper) virtualDir(ctx context.Context, abs string, meta tree.Node, paths []string, parentTree id.ID) *future {
-	pt := b.loadParentTree(ctx, parentTree, abs)
+	pt, prev := b.loadParentTree(ctx, parentTree, abs)
 	groups := map[string][]string{}
 	var names []string
 	for _, p := range paths {
@@ -455,7 +460,7 @@ func (b *backuper) virtualDir(ctx context.Context, abs string, meta tree.Node, p
 		}
 		children = append(children, b.virtualDir(ctx, childAbs, childMeta, groups[name], parentSub))
 	}
-	return b.sealDir(ctx, meta, children)
+	return b.sealDir(ctx, meta, children, prev)
 }
 
 func findIn(t *tree.Tree, name string) *tree.Node {
@@ -469,24 +474,34 @@ func findIn(t *tree.Tree, name string) *tree.Node {
 	return n
 }
 
-func (b *backuper) loadParentTree(ctx context.Context, treeID id.ID, abs string) *tree.Tree {
+// parentDir is what a directory's tree in the parent snapshot says about
+// the new one: its ID, and the hash of its encoding to compare with.
+type parentDir struct {
+	tree   id.ID // null: no parent tree, or one that cannot be named
+	digest id.ID
+}
+
+func (b *backuper) loadParentTree(ctx context.Context, treeID id.ID, abs string) (*tree.Tree, parentDir) {
 	if treeID.IsNull() {
-		return nil
+		return nil, parentDir{}
 	}
 	key := b.opts.HostKey
 	if b.opts.Parent != nil && b.opts.Parent.Key != nil {
 		key = b.opts.Parent.Key
 	}
-	t, err := b.repo.LoadTree(ctx, key, treeID)
+	t, digest, err := b.repo.LoadTreeDigest(ctx, key, treeID)
 	if err != nil {
 		// Without the parent's listing every file here is read again:
 		// slower, never wrong.
 		if b.opts.Warn != nil {
 			b.opts.Warn(fmt.Sprintf("%s: parent snapshot's listing unreadable, reading all files again: %v", abs, err))
 		}
-		return nil
+		return nil, parentDir{}
 	}
-	return t
+	if !b.parentTreesOurs {
+		return t, parentDir{}
+	}
+	return t, parentDir{tree: treeID, digest: digest}
 }
 
 // entry dispatches one directory entry by type.
@@ -516,7 +531,7 @@ func (b *backuper) entry(ctx context.Context, abs string, meta tree.Node, prev *
 // so --one-file-system still shows where the mount was.
 func (b *backuper) mountPoint(ctx context.Context, meta tree.Node) *future {
 	b.emptyTreeOnce.Do(func() {
-		b.emptyTree, b.emptyTreeErr = b.saveTree(ctx, &tree.Tree{})
+		b.emptyTree, b.emptyTreeErr = b.saveTree(ctx, &tree.Tree{}, parentDir{})
 	})
 	f := newFuture()
 	meta.Subtree = b.emptyTree
@@ -541,13 +556,13 @@ func (b *backuper) subdir(ctx context.Context, abs string, meta tree.Node, paren
 	b.dirsPending.Add(1)
 	go func() {
 		defer b.dirsPending.Done()
-		children, ok := b.list(ctx, abs, meta, parentTree, rootDev, f)
+		children, prev, ok := b.list(ctx, abs, meta, parentTree, rootDev, f)
 		// The lister is free once the listing is done; this goroutine
 		// goes on as the directory's sealDir.
 		<-b.listers
 		if ok {
 			b.dirs.Add(1)
-			b.finishDir(ctx, meta, children, f)
+			b.finishDir(ctx, meta, children, prev, f)
 		}
 	}()
 	return f
@@ -556,21 +571,21 @@ func (b *backuper) subdir(ctx context.Context, abs string, meta tree.Node, paren
 // dir lists a real directory and returns a future of its node.
 func (b *backuper) dir(ctx context.Context, abs string, meta tree.Node, parentTree id.ID, rootDev uint64) *future {
 	f := newFuture()
-	children, ok := b.list(ctx, abs, meta, parentTree, rootDev, f)
+	children, prev, ok := b.list(ctx, abs, meta, parentTree, rootDev, f)
 	if !ok {
 		return f
 	}
-	return b.sealDir(ctx, meta, children)
+	return b.sealDir(ctx, meta, children, prev)
 }
 
 // list lists a directory and dispatches its entries. It resolves f and
 // reports false if the backup is cancelled.
-func (b *backuper) list(ctx context.Context, abs string, meta tree.Node, parentTree id.ID, rootDev uint64, f *future) ([]*future, bool) {
+func (b *backuper) list(ctx context.Context, abs string, meta tree.Node, parentTree id.ID, rootDev uint64, f *future) ([]*future, parentDir, bool) {
 	if ctx.Err() != nil {
 		f.resolve(meta, false, context.Cause(ctx))
-		return nil, false
+		return nil, parentDir{}, false
 	}
-	pt := b.loadParentTree(ctx, parentTree, abs)
+	pt, prev := b.loadParentTree(ctx, parentTree, abs)
 	names, err := readDirNames(b.src(abs))
 	if err != nil {
 		b.warn(&b.errs, fmt.Sprintf("%s: cannot list directory: %v", abs, err))
@@ -591,15 +606,30 @@ func (b *backuper) list(ctx context.Context, abs string, meta tree.Node, parentT
 		}
 		children = append(children, b.entry(ctx, p, childMeta, findIn(pt, name), rootDev))
 	}
-	return children, true
+	return children, prev, true
 }
 
 // saveTree stores a directory's tree, counting it in the stats when new.
-func (b *backuper) saveTree(ctx context.Context, t *tree.Tree) (id.ID, error) {
-	treeID, sealed, rawLen, err := repo.SealTree(b.opts.HostKey, t)
+//
+// A directory that encodes to the same bytes as its tree in the parent
+// snapshot, which is still stored, is that tree: it is named as it is,
+// costing an encode and a hash instead of compression and sealing (most
+// directories of a backup after a few changes). Every entry of the new tree
+// was checked before (a file's chunks by allStored, a subdirectory's tree
+// here), so the named tree refers only to stored blobs. The HasBlob check
+// is needed even so: a server client records there that the snapshot
+// references the tree.
+func (b *backuper) saveTree(ctx context.Context, t *tree.Tree, prev parentDir) (id.ID, error) {
+	plain, err := t.Encode(nil)
 	if err != nil {
 		return id.ID{}, err
 	}
+	if !prev.tree.IsNull() && id.Hash(plain) == prev.digest {
+		if ok, err := b.repo.HasBlob(ctx, prev.tree); err == nil && ok {
+			return prev.tree, nil
+		}
+	}
+	treeID, sealed, rawLen := repo.SealEncodedTree(b.opts.HostKey, plain)
 	added, err := b.repo.SaveBlob(ctx, pack.TreeBlob, treeID, sealed, rawLen)
 	if err != nil {
 		return id.ID{}, err
@@ -642,20 +672,20 @@ func (b *backuper) excluded(abs, name string) bool {
 
 // sealDir waits for the children in a goroutine of its own and stores the
 // directory's tree, so the walker moves on at once.
-func (b *backuper) sealDir(ctx context.Context, meta tree.Node, children []*future) *future {
+func (b *backuper) sealDir(ctx context.Context, meta tree.Node, children []*future, prev parentDir) *future {
 	f := newFuture()
 	b.dirs.Add(1)
 	b.dirsPending.Add(1)
 	go func() {
 		defer b.dirsPending.Done()
-		b.finishDir(ctx, meta, children, f)
+		b.finishDir(ctx, meta, children, prev, f)
 	}()
 	return f
 }
 
 // finishDir waits for a directory's children, stores its tree and
 // resolves f with its node.
-func (b *backuper) finishDir(ctx context.Context, meta tree.Node, children []*future, f *future) {
+func (b *backuper) finishDir(ctx context.Context, meta tree.Node, children []*future, prev parentDir, f *future) {
 	t := &tree.Tree{Nodes: make([]tree.Node, 0, len(children))}
 	for _, c := range children {
 		select {
@@ -672,7 +702,7 @@ func (b *backuper) finishDir(ctx context.Context, meta tree.Node, children []*fu
 			t.Nodes = append(t.Nodes, c.node)
 		}
 	}
-	treeID, err := b.saveTree(ctx, t)
+	treeID, err := b.saveTree(ctx, t, prev)
 	if err != nil {
 		b.fail(fmt.Errorf("save directory %s: %w", meta.Name, err))
 		f.resolve(meta, false, err)

@@ -14,6 +14,7 @@
 // large files' chunks go to a pool of seal workers (key, compress, seal,
 // hash), so both cores stay busy even on a single large file. A directory's
 // tree is sealed by a goroutine that waits for its children, so the walker
-// never stalls on a slow file. Channels are small, so memory stays bounded
-// by a few chunks per worker.
+// never stalls on a slow file; a directory that encodes to the bytes of its
+// tree in the parent snapshot names that tree instead of sealing it again.
+// Channels are small, so memory stays bounded by a few chunks per worker.
 package agent

@@ -21,6 +21,9 @@ type Repository interface {
 	ReadChunk(ctx context.Context, c tree.Chunk, dst []byte) ([]byte, error)
 	SaveTree(ctx context.Context, hk *repo.HostKey, t *tree.Tree) (id.ID, error)
 	LoadTree(ctx context.Context, hk *repo.HostKey, treeID id.ID) (*tree.Tree, error)
+	// LoadTreeDigest is LoadTree that also returns id.Hash of the tree's
+	// plaintext encoding (tree.Tree.Encode).
+	LoadTreeDigest(ctx context.Context, hk *repo.HostKey, treeID id.ID) (*tree.Tree, id.ID, error)
 	// Flush makes every saved blob durable.
 	Flush(ctx context.Context) error
 	// BlobStats says what this process added so far. After Flush it is

@@ -69,7 +69,7 @@ func BackupStream(ctx context.Context, r Repository, opts BackupOptions, name st
 	b.files.Add(1)
 	b.filesNew.Add(1)
 	b.bytes.Add(total)
-	rootTree, err := b.saveTree(ctx, &tree.Tree{Nodes: []tree.Node{node}})
+	rootTree, err := b.saveTree(ctx, &tree.Tree{Nodes: []tree.Node{node}}, parentDir{})
 	if err != nil {
 		return nil, err
 	}

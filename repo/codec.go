@@ -79,8 +79,15 @@ func SealTree(hk *HostKey, t *tree.Tree) (id.ID, []byte, uint32, error) {
 	if err != nil {
 		return id.ID{}, nil, 0, err
 	}
+	treeID, sealed, rawLen := SealEncodedTree(hk, plain)
+	return treeID, sealed, rawLen, nil
+}
+
+// SealEncodedTree is SealTree for a tree already encoded with
+// tree.Tree.Encode.
+func SealEncodedTree(hk *HostKey, plain []byte) (id.ID, []byte, uint32) {
 	sealed := hk.SIV.Seal(nil, compress.EncodeTree(nil, plain))
-	return id.Hash(sealed), sealed, uint32(len(plain)), nil
+	return id.Hash(sealed), sealed, uint32(len(plain))
 }
 
 // SaveTree seals and stores a tree, returning its ID.
@@ -110,6 +117,21 @@ func (r *Repository) LoadTree(ctx context.Context, hk *HostKey, treeID id.ID) (*
 		return nil, fmt.Errorf("tree %s: %w", treeID.Short(), err)
 	}
 	return t, nil
+}
+
+// LoadTreeDigest is LoadTree that also returns id.Hash of the tree's
+// plaintext encoding. A backup that encodes a directory to the same bytes
+// can then name the stored tree instead of compressing and sealing it again.
+func (r *Repository) LoadTreeDigest(ctx context.Context, hk *HostKey, treeID id.ID) (*tree.Tree, id.ID, error) {
+	plain, err := r.loadTreeBytes(ctx, hk, treeID)
+	if err != nil {
+		return nil, id.ID{}, err
+	}
+	t, err := tree.Decode(plain)
+	if err != nil {
+		return nil, id.ID{}, fmt.Errorf("tree %s: %w", treeID.Short(), err)
+	}
+	return t, id.Hash(plain), nil
 }
 
 func (r *Repository) loadTreeBytes(ctx context.Context, hk *HostKey, treeID id.ID) ([]byte, error) {

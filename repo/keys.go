@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"sort"
@@ -97,6 +98,12 @@ type HostKey struct {
 	Envelope string // storage name of the envelope
 	SIV      *crypto.SIVKey
 	dataKey  crypto.Key
+}
+
+// SameDataKey reports whether k and o hold the same data key, so that what
+// one of them sealed opens with the other and seals to the same bytes.
+func (k *HostKey) SameDataKey(o *HostKey) bool {
+	return k != nil && o != nil && subtle.ConstantTimeCompare(k.dataKey[:], o.dataKey[:]) == 1
 }
 
 // HostKeyFor returns the data key that seals new trees and snapshots of
