@@ -475,8 +475,10 @@ func TestIncrementalBackup(t *testing.T) {
 // reseal copies tree treeID and everything below it, opened with from, as
 // trees sealed with to and always zstd-compressed (today's builds store a
 // small tree raw when zstd saves little; another build may not have), and
-// returns the copy's root.
-func reseal(t *testing.T, tr *testRepo, from, to *repo.HostKey, treeID id.ID) id.ID {
+// returns the copy's root. The copy of tree lie is stored under an ID that
+// is not the hash of its bytes, as a damaged index or a lying server would
+// hand it out.
+func reseal(t *testing.T, tr *testRepo, from, to *repo.HostKey, treeID, lie id.ID) id.ID {
 	t.Helper()
 	tt, err := tr.r.LoadTree(t.Context(), from, treeID)
 	if err != nil {
@@ -484,7 +486,7 @@ func reseal(t *testing.T, tr *testRepo, from, to *repo.HostKey, treeID id.ID) id
 	}
 	for i := range tt.Nodes {
 		if tt.Nodes[i].Type == tree.Dir {
-			tt.Nodes[i].Subtree = reseal(t, tr, from, to, tt.Nodes[i].Subtree)
+			tt.Nodes[i].Subtree = reseal(t, tr, from, to, tt.Nodes[i].Subtree, lie)
 		}
 	}
 	plain, err := tt.Encode(nil)
@@ -498,7 +500,13 @@ func reseal(t *testing.T, tr *testRepo, from, to *repo.HostKey, treeID id.ID) id
 	const zstdFrame = 1 // repo/compress's flag for a zstd frame
 	sealed := to.SIV.Seal(nil, enc.EncodeAll(plain, []byte{zstdFrame}))
 	copyID := id.Hash(sealed)
+	if treeID == lie {
+		copyID = id.Hash(append(sealed, 'x'))
+	}
 	if _, err := tr.r.SaveBlob(t.Context(), pack.TreeBlob, copyID, sealed, uint32(len(plain))); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.r.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return copyID
@@ -507,9 +515,10 @@ func reseal(t *testing.T, tr *testRepo, from, to *repo.HostKey, treeID id.ID) id
 // TestUnchangedDirectoriesKeepParentTrees: a directory that encodes to the
 // same bytes as its tree in the parent snapshot is that tree, even when
 // sealing it again would give other bytes (a parent written by an older
-// build); a changed directory gets a new tree; and a parent whose trees are
-// sealed with another data key is never named, or the new snapshot would
-// hold trees its own key cannot open.
+// build); a changed directory gets a new tree; a parent tree whose stored
+// bytes are not the ones its ID names is never named; and neither is one
+// sealed with another data key, or the new snapshot would hold trees its
+// own key cannot open.
 func TestUnchangedDirectoriesKeepParentTrees(t *testing.T) {
 	tr := newTestRepo(t, 0)
 	src := filepath.Join(t.TempDir(), "src")
@@ -524,16 +533,10 @@ func TestUnchangedDirectoriesKeepParentTrees(t *testing.T) {
 		}
 		return n.Subtree
 	}
-
-	oldRoot := reseal(t, tr, tr.hk, tr.hk, tr.rootOf(t, first.SnapshotID))
-	if err := tr.r.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	oldBuild := &agent.Parent{ID: first.SnapshotID, Tree: oldRoot}
-	// resolve goes by a snapshot's root; walk the copy by hand.
-	copied := func(p string) id.ID {
+	// resolve goes by a snapshot's root; walk a copy by hand.
+	inCopy := func(root id.ID, p string) id.ID {
 		t.Helper()
-		cur := oldRoot
+		cur := root
 		for _, name := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
 			tt, err := tr.r.LoadTree(t.Context(), tr.hk, cur)
 			if err != nil {
@@ -547,17 +550,31 @@ func TestUnchangedDirectoriesKeepParentTrees(t *testing.T) {
 		}
 		return cur
 	}
-	plain := src + "/plain"
-	if copied(plain) == subtree(first.SnapshotID, plain) {
-		t.Fatal("the copied tree seals to the same bytes: test is broken")
+	// The key the CLI reads a parent with (findParent): the one Details
+	// opened its record with, the same data key as tr.hk.
+	s, err := tr.r.FindSnapshot(t.Context(), first.SnapshotID.String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, parentKey, err := tr.r.Details(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
 	}
 
-	second := tr.backup(t, func(o *agent.BackupOptions) { only(o); o.Parent = oldBuild })
+	oldRoot := reseal(t, tr, tr.hk, tr.hk, tr.rootOf(t, first.SnapshotID), id.ID{})
+	plain := src + "/plain"
+	if inCopy(oldRoot, plain) == subtree(first.SnapshotID, plain) {
+		t.Fatal("the copied tree seals to the same bytes: test is broken")
+	}
+	second := tr.backup(t, func(o *agent.BackupOptions) {
+		only(o)
+		o.Parent = &agent.Parent{ID: first.SnapshotID, Tree: oldRoot, Key: parentKey}
+	})
 	if s := second.Stats; s.FilesSame != uint64(nFiles) {
 		t.Fatalf("stats %+v, want all %d files reused", s, nFiles)
 	}
 	for _, p := range []string{plain, plain + "/inner"} {
-		if got, want := subtree(second.SnapshotID, p), copied(p); got != want {
+		if got, want := subtree(second.SnapshotID, p), inCopy(oldRoot, p); got != want {
 			t.Errorf("unchanged %s: tree %s, want the parent's %s", p, got.Short(), want.Short())
 		}
 	}
@@ -571,29 +588,42 @@ func TestUnchangedDirectoriesKeepParentTrees(t *testing.T) {
 	tr.restore(t, third.SnapshotID, src, agent.RestoreOptions{Target: target, Verify: true})
 	compareTrees(t, src, target)
 
+	// A parent whose tree of plain/inner is stored under an ID that is
+	// not its hash: its listing serves, its ID is not named.
+	lyingRoot := reseal(t, tr, tr.hk, tr.hk, tr.rootOf(t, third.SnapshotID), subtree(third.SnapshotID, plain+"/inner"))
+	fourth := tr.backup(t, func(o *agent.BackupOptions) {
+		only(o)
+		o.Parent = &agent.Parent{ID: third.SnapshotID, Tree: lyingRoot}
+	})
+	if s := fourth.Stats; s.FilesSame != uint64(nFiles+1) {
+		t.Errorf("stats %+v, want all %d files reused through the listings", s, nFiles+1)
+	}
+	if got := subtree(fourth.SnapshotID, plain+"/inner"); got == inCopy(lyingRoot, plain+"/inner") {
+		t.Errorf("plain/inner named the parent's tree %s, whose bytes do not hash to it", got.Short())
+	}
+
 	// A parent sealed with another data key: its listings are read, its
 	// trees are not named.
 	other, err := tr.r.HostKeyFor(t.Context(), "otherhost")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if other.SameDataKey(tr.hk) {
-		t.Fatal("two hosts share a data key: test is broken")
+	if other.SameDataKey(tr.hk) || !parentKey.SameDataKey(tr.hk) {
+		t.Fatal("data keys compare wrongly: test is broken")
 	}
-	foreignRoot := reseal(t, tr, tr.hk, other, tr.rootOf(t, third.SnapshotID))
-	if err := tr.r.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	fourth := tr.backup(t, func(o *agent.BackupOptions) {
+	foreignRoot := reseal(t, tr, tr.hk, other, tr.rootOf(t, third.SnapshotID), id.ID{})
+	fifth := tr.backup(t, func(o *agent.BackupOptions) {
 		only(o)
 		o.Parent = &agent.Parent{ID: third.SnapshotID, Tree: foreignRoot, Key: other}
 	})
-	if s := fourth.Stats; s.FilesSame != uint64(nFiles+1) {
+	if s := fifth.Stats; s.FilesSame != uint64(nFiles+1) {
 		t.Errorf("stats %+v, want all %d files reused through the other key's listings", s, nFiles+1)
 	}
-	target = t.TempDir()
-	tr.restore(t, fourth.SnapshotID, src, agent.RestoreOptions{Target: target, Verify: true})
-	compareTrees(t, src, target)
+	for _, snap := range []id.ID{fourth.SnapshotID, fifth.SnapshotID} {
+		target = t.TempDir()
+		tr.restore(t, snap, src, agent.RestoreOptions{Target: target, Verify: true})
+		compareTrees(t, src, target)
+	}
 }
 
 // TestParentWithLostChunks: a parent whose chunks are gone must not be

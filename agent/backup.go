@@ -498,7 +498,7 @@ func (b *backuper) loadParentTree(ctx context.Context, treeID id.ID, abs string)
 		}
 		return nil, parentDir{}
 	}
-	if !b.parentTreesOurs {
+	if !b.parentTreesOurs || digest.IsNull() {
 		return t, parentDir{}
 	}
 	return t, parentDir{tree: treeID, digest: digest}
@@ -615,10 +615,10 @@ func (b *backuper) list(ctx context.Context, abs string, meta tree.Node, parentT
 // snapshot, which is still stored, is that tree: it is named as it is,
 // costing an encode and a hash instead of compression and sealing (most
 // directories of a backup after a few changes). Every entry of the new tree
-// was checked before (a file's chunks by allStored, a subdirectory's tree
-// here), so the named tree refers only to stored blobs. The HasBlob check
-// is needed even so: a server client records there that the snapshot
-// references the tree.
+// refers to stored blobs (a reused file's chunks were checked by allStored,
+// a read file's were stored, a subdirectory's tree went through here), so
+// the named tree does too. The HasBlob check is needed even so: a server
+// client records there that the snapshot references the tree.
 func (b *backuper) saveTree(ctx context.Context, t *tree.Tree, prev parentDir) (id.ID, error) {
 	plain, err := t.Encode(nil)
 	if err != nil {

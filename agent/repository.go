@@ -22,7 +22,8 @@ type Repository interface {
 	SaveTree(ctx context.Context, hk *repo.HostKey, t *tree.Tree) (id.ID, error)
 	LoadTree(ctx context.Context, hk *repo.HostKey, treeID id.ID) (*tree.Tree, error)
 	// LoadTreeDigest is LoadTree that also returns id.Hash of the tree's
-	// plaintext encoding (tree.Tree.Encode).
+	// plaintext encoding (tree.Tree.Encode), or the null ID when the stored
+	// bytes are not those treeID names.
 	LoadTreeDigest(ctx context.Context, hk *repo.HostKey, treeID id.ID) (*tree.Tree, id.ID, error)
 	// Flush makes every saved blob durable.
 	Flush(ctx context.Context) error

@@ -16,10 +16,10 @@
 //     are deduplicated and run detached from the request that asked, so an
 //     interrupted reader never poisons a load that others wait for.
 //   - Read-ahead only follows reads, never lookups or stats: a file read
-//     sequentially has its next chunks loaded in the background, and the
-//     first read of a file loads the first chunks of the small files after
-//     it in its directory (readers such as cp -r or tar take them in name
-//     order), so `ls -l` of a large directory loads no content.
+//     sequentially has its next chunks loaded in the background, and a
+//     small file read from its start loads the first chunks of the small
+//     files after it in its directory (readers such as cp -r or tar take
+//     them in name order), so `ls -l` of a large directory loads no content.
 //   - Errors keep their meaning: a cancelled request is EINTR, a missing
 //     name ENOENT, and a repository failure EIO, logged once.
 package fusefs

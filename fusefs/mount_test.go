@@ -581,7 +581,7 @@ func TestMountConcurrentReaders(t *testing.T) {
 // TestMountReadsAheadAcrossFiles checks that reading a small file starts
 // loading the files after it in its directory, that a stat alone loads
 // nothing, that no chunk is loaded twice, and that the look-ahead stops at
-// a large file.
+// a large file and is not started by one.
 func TestMountReadsAheadAcrossFiles(t *testing.T) {
 	src := newSource(t, 4<<20)
 	var files []fusefstest.File
@@ -605,18 +605,20 @@ func TestMountReadsAheadAcrossFiles(t *testing.T) {
 	if n := src.ChunkReads(); n != 0 {
 		t.Fatalf("listing and stat loaded %d chunks, want none", n)
 	}
+	// settled is the count of chunk loads once it has not moved for a
+	// while (loads run in the background).
 	settled := func() int64 {
 		t.Helper()
-		n := src.ChunkReads()
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		n, still := src.ChunkReads(), 0
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 			time.Sleep(30 * time.Millisecond)
-			m := src.ChunkReads()
-			if m == n {
+			if m := src.ChunkReads(); m != n {
+				n, still = m, 0
+			} else if still++; still == 3 {
 				return n
 			}
-			n = m
 		}
-		t.Fatal("chunk loads did not settle within 5s")
+		t.Fatal("chunk loads did not settle within 10s")
 		return 0
 	}
 	read := func(i int) {
@@ -647,6 +649,10 @@ func TestMountReadsAheadAcrossFiles(t *testing.T) {
 	read(20) // e/a: e/b's first chunk is over the look-ahead budget
 	if n := settled(); n != 21 {
 		t.Errorf("after reading e/a: %d chunks loaded in all, want 21 (no look-ahead past a large file)", n)
+	}
+	read(21) // e/b is large: it leaves its neighbours alone
+	if n := settled(); n != 22 {
+		t.Errorf("after reading e/b: %d chunks loaded in all, want 22 (a large file does not load the files after it)", n)
 	}
 }
 

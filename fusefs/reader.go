@@ -165,9 +165,11 @@ func (r *fileReader) readAhead(end int64) {
 // Read-ahead across files: a reader that takes a directory's files in name
 // order (cat *, cp -r, tar, a file manager making thumbnails) waits, for
 // each small file, on a kernel round trip and, when cold, on a pack read and
-// an index lookup in turn. When such a file is first read, the first chunks
-// of the files after it in the directory start loading in the background,
-// so the next file's read finds its chunk cached or on its way.
+// an index lookup in turn. When such a file is read from its start, the
+// first chunks of the files after it in the directory start loading in the
+// background, so the next file's read finds its chunk cached or on its way.
+// A large file does not do it: it has read-ahead of its own, which must
+// not find the prefetch slots taken by its neighbours.
 const (
 	// readAheadFileCount is how many following files are looked at.
 	readAheadFileCount = 8
@@ -179,7 +181,6 @@ const (
 
 // place is where a file sits in its snapshot directory.
 type place struct {
-	snap *Snapshot
 	tree id.ID // the directory's tree
 	pos  int   // the file's index in its Nodes
 }

@@ -104,7 +104,7 @@ func (d *treeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if n.Type == tree.Dir {
 		return d.NewInode(ctx, &treeDir{meta: m, snap: d.snap}, stable), 0
 	}
-	e := &entryNode{meta: m, dir: &place{snap: d.snap, tree: d.node.Subtree, pos: pos}}
+	e := &entryNode{meta: m, dir: &place{tree: d.node.Subtree, pos: pos}}
 	return d.NewInode(ctx, e, stable), 0
 }
 
@@ -199,7 +199,7 @@ func (e *entryNode) Read(ctx context.Context, f fs.FileHandle, dest []byte, off 
 			return nil, errno
 		}
 	}
-	if off == 0 && e.dir != nil {
+	if off == 0 && e.dir != nil && e.node.Size <= readAheadFileBytes {
 		e.fsys.readAheadFiles(e.dir)
 	}
 	return h.Read(ctx, dest, off)

@@ -122,8 +122,17 @@ func (r *Repository) LoadTree(ctx context.Context, hk *HostKey, treeID id.ID) (*
 // LoadTreeDigest is LoadTree that also returns id.Hash of the tree's
 // plaintext encoding. A backup that encodes a directory to the same bytes
 // can then name the stored tree instead of compressing and sealing it again.
+//
+// The digest is the null ID when the sealed bytes do not hash to treeID
+// (a damaged index or a lying server handed back another tree of ours):
+// the listing is still usable, but naming treeID for it would record a
+// directory that the stored blob does not hold.
 func (r *Repository) LoadTreeDigest(ctx context.Context, hk *HostKey, treeID id.ID) (*tree.Tree, id.ID, error) {
-	plain, err := r.loadTreeBytes(ctx, hk, treeID)
+	sealed, where, rawLength, err := r.sealedBytes(ctx, treeID)
+	if err != nil {
+		return nil, id.ID{}, err
+	}
+	plain, err := openTreeBlob(hk, treeID, sealed, where, rawLength)
 	if err != nil {
 		return nil, id.ID{}, err
 	}
@@ -131,7 +140,11 @@ func (r *Repository) LoadTreeDigest(ctx context.Context, hk *HostKey, treeID id.
 	if err != nil {
 		return nil, id.ID{}, fmt.Errorf("tree %s: %w", treeID.Short(), err)
 	}
-	return t, id.Hash(plain), nil
+	var digest id.ID
+	if id.Hash(sealed) == treeID {
+		digest = id.Hash(plain)
+	}
+	return t, digest, nil
 }
 
 func (r *Repository) loadTreeBytes(ctx context.Context, hk *HostKey, treeID id.ID) ([]byte, error) {
