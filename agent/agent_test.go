@@ -113,19 +113,27 @@ func (tr *testRepo) backup(t *testing.T, modify func(*agent.BackupOptions)) *age
 
 func (tr *testRepo) rootOf(t *testing.T, snapID id.ID) id.ID {
 	t.Helper()
+	return tr.parentOf(t, snapID).Tree
+}
+
+func (tr *testRepo) parent(t *testing.T, res *agent.BackupResult) *agent.Parent {
+	t.Helper()
+	return tr.parentOf(t, res.SnapshotID)
+}
+
+// parentOf is snapshot snapID as the CLI's findParent hands it to a
+// backup: with the key its details were opened with.
+func (tr *testRepo) parentOf(t *testing.T, snapID id.ID) *agent.Parent {
+	t.Helper()
 	s, err := tr.r.FindSnapshot(t.Context(), snapID.String(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	det, _, err := tr.r.Details(t.Context(), s)
+	det, key, err := tr.r.Details(t.Context(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return det.Tree
-}
-
-func (tr *testRepo) parent(t *testing.T, res *agent.BackupResult) *agent.Parent {
-	return &agent.Parent{ID: res.SnapshotID, Tree: tr.rootOf(t, res.SnapshotID)}
+	return &agent.Parent{ID: snapID, Tree: det.Tree, Key: key}
 }
 
 func (tr *testRepo) restore(t *testing.T, snapID id.ID, subpath string, opts agent.RestoreOptions) *agent.RestoreResult {
@@ -550,26 +558,18 @@ func TestUnchangedDirectoriesKeepParentTrees(t *testing.T) {
 		}
 		return cur
 	}
-	// The key the CLI reads a parent with (findParent): the one Details
-	// opened its record with, the same data key as tr.hk.
-	s, err := tr.r.FindSnapshot(t.Context(), first.SnapshotID.String(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, parentKey, err := tr.r.Details(t.Context(), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The parent as the CLI hands it over: with the key its details were
+	// opened with, the same data key as tr.hk.
+	oldBuild := tr.parent(t, first)
+	parentKey := oldBuild.Key
 
 	oldRoot := reseal(t, tr, tr.hk, tr.hk, tr.rootOf(t, first.SnapshotID), id.ID{})
 	plain := src + "/plain"
 	if inCopy(oldRoot, plain) == subtree(first.SnapshotID, plain) {
 		t.Fatal("the copied tree seals to the same bytes: test is broken")
 	}
-	second := tr.backup(t, func(o *agent.BackupOptions) {
-		only(o)
-		o.Parent = &agent.Parent{ID: first.SnapshotID, Tree: oldRoot, Key: parentKey}
-	})
+	oldBuild.Tree = oldRoot
+	second := tr.backup(t, func(o *agent.BackupOptions) { only(o); o.Parent = oldBuild })
 	if s := second.Stats; s.FilesSame != uint64(nFiles) {
 		t.Fatalf("stats %+v, want all %d files reused", s, nFiles)
 	}

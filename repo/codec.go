@@ -108,15 +108,8 @@ const maxTreeSize = 1 << 30
 
 // LoadTree loads and opens a tree of the given host.
 func (r *Repository) LoadTree(ctx context.Context, hk *HostKey, treeID id.ID) (*tree.Tree, error) {
-	plain, err := r.loadTreeBytes(ctx, hk, treeID)
-	if err != nil {
-		return nil, err
-	}
-	t, err := tree.Decode(plain)
-	if err != nil {
-		return nil, fmt.Errorf("tree %s: %w", treeID.Short(), err)
-	}
-	return t, nil
+	t, _, _, err := r.loadTree(ctx, hk, treeID)
+	return t, err
 }
 
 // LoadTreeDigest is LoadTree that also returns id.Hash of the tree's
@@ -128,17 +121,9 @@ func (r *Repository) LoadTree(ctx context.Context, hk *HostKey, treeID id.ID) (*
 // the listing is still usable, but naming treeID for it would record a
 // directory that the stored blob does not hold.
 func (r *Repository) LoadTreeDigest(ctx context.Context, hk *HostKey, treeID id.ID) (*tree.Tree, id.ID, error) {
-	sealed, where, rawLength, err := r.sealedBytes(ctx, treeID)
+	t, sealed, plain, err := r.loadTree(ctx, hk, treeID)
 	if err != nil {
 		return nil, id.ID{}, err
-	}
-	plain, err := openTreeBlob(hk, treeID, sealed, where, rawLength)
-	if err != nil {
-		return nil, id.ID{}, err
-	}
-	t, err := tree.Decode(plain)
-	if err != nil {
-		return nil, id.ID{}, fmt.Errorf("tree %s: %w", treeID.Short(), err)
 	}
 	var digest id.ID
 	if id.Hash(sealed) == treeID {
@@ -147,12 +132,20 @@ func (r *Repository) LoadTreeDigest(ctx context.Context, hk *HostKey, treeID id.
 	return t, digest, nil
 }
 
-func (r *Repository) loadTreeBytes(ctx context.Context, hk *HostKey, treeID id.ID) ([]byte, error) {
+// loadTree loads, opens and decodes a tree, returning its sealed and
+// plaintext bytes beside it.
+func (r *Repository) loadTree(ctx context.Context, hk *HostKey, treeID id.ID) (t *tree.Tree, sealed, plain []byte, err error) {
 	sealed, where, rawLength, err := r.sealedBytes(ctx, treeID)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return openTreeBlob(hk, treeID, sealed, where, rawLength)
+	if plain, err = openTreeBlob(hk, treeID, sealed, where, rawLength); err != nil {
+		return nil, nil, nil, err
+	}
+	if t, err = tree.Decode(plain); err != nil {
+		return nil, nil, nil, fmt.Errorf("tree %s: %w", treeID.Short(), err)
+	}
+	return t, sealed, plain, nil
 }
 
 // openTreeBlob opens and decompresses a tree blob's sealed bytes; where
