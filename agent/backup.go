@@ -586,27 +586,59 @@ func (b *backuper) list(ctx context.Context, abs string, meta tree.Node, parentT
 		return nil, parentDir{}, false
 	}
 	pt, prev := b.loadParentTree(ctx, parentTree, abs)
-	names, err := readDirNames(b.src(abs))
+	entries := b.describeEntries(abs)
+	children := make([]*future, 0, len(entries))
+	for _, e := range entries {
+		children = append(children, b.entry(ctx, e.path, e.meta, findIn(pt, e.meta.Name), rootDev))
+	}
+	return children, prev, true
+}
+
+type dirEntry struct {
+	path string // in the backed-up tree
+	meta tree.Node
+}
+
+// describeEntries lists the directory abs and describes each entry that is
+// not excluded, sorted by name, warning about what cannot be read. The
+// directory is open only while its entries are described (each beside it,
+// with LstatAt), and closed before any of them is dispatched: a
+// subdirectory may be walked on this goroutine, and descriptors held down
+// a deep tree would add up.
+func (b *backuper) describeEntries(abs string) []dirEntry {
+	dirSrc := b.src(abs)
+	dir, names, err := readDir(dirSrc)
 	if err != nil {
 		b.warn(&b.errs, fmt.Sprintf("%s: cannot list directory: %v", abs, err))
 	}
-	children := make([]*future, 0, len(names))
+	if dir != nil {
+		defer dir.Close()
+	}
+	entries := make([]dirEntry, 0, len(names))
 	for _, name := range names {
 		p := filepath.Join(abs, name)
 		if b.excluded(p, name) {
 			continue
 		}
-		childMeta, err := fsmeta.Lstat(b.src(p), name)
+		src := b.src(p)
+		var meta tree.Node
+		if dir != nil && src == filepath.Join(dirSrc, name) {
+			meta, err = fsmeta.LstatAt(dir, src, name)
+		} else {
+			// Another view (a nested subvolume's snapshot) is mounted
+			// here: describe what it shows.
+			meta, err = fsmeta.Lstat(src, name)
+		}
 		if err != nil {
 			b.warn(&b.errs, fmt.Sprintf("%s: %v", p, err))
 			continue
 		}
-		if childMeta.Type == tree.Dir && b.excludedDirs[[2]uint64{childMeta.Device, childMeta.Inode}] {
+		if meta.Type == tree.Dir && b.excludedDirs[[2]uint64{meta.Device, meta.Inode}] {
 			continue
 		}
-		children = append(children, b.entry(ctx, p, childMeta, findIn(pt, name), rootDev))
+		entries = append(entries, dirEntry{path: p, meta: meta})
 	}
-	return children, prev, true
+	return entries
 }
 
 // saveTree stores a directory's tree, counting it in the stats when new.
@@ -641,15 +673,17 @@ func (b *backuper) saveTree(ctx context.Context, t *tree.Tree, prev parentDir) (
 	return treeID, nil
 }
 
-func readDirNames(dir string) ([]string, error) {
-	f, err := openDirNoAtime(dir)
+// readDir opens the directory at path and lists its names, sorted. The
+// caller closes the directory; it is nil when it could not be opened.
+// Names read before an error are returned with it.
+func readDir(path string) (*os.File, []string, error) {
+	f, err := openDirNoAtime(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	sort.Strings(names)
-	return names, err
+	return f, names, err
 }
 
 func (b *backuper) excluded(abs, name string) bool {

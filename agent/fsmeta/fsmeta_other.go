@@ -33,6 +33,12 @@ func Lstat(path, name string) (tree.Node, error) {
 	return n, nil
 }
 
+// LstatAt describes the entry name of the open directory dir, whose path
+// is path; here it is Lstat of path.
+func LstatAt(_ *os.File, path, name string) (tree.Node, error) {
+	return Lstat(path, name)
+}
+
 // Fstat describes the already-open file f.
 func Fstat(f *os.File, name string) (tree.Node, error) {
 	fi, err := f.Stat()

@@ -240,6 +240,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkSource(t, before, e)
+			checkLstatAt(t, src, e.name, before)
 
 			warnings := recreate(t, srcPath, dstPath, &before)
 			if len(warnings) > 0 {
@@ -418,6 +419,28 @@ func TestApplyXattrWarning(t *testing.T) {
 	}
 }
 
+// checkLstatAt checks that describing name beside its open directory gives
+// what Lstat of its path gave.
+func checkLstatAt(t *testing.T, dir, name string, want tree.Node) {
+	t.Helper()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got, err := LstatAt(d, filepath.Join(dir, name), name)
+	if err != nil {
+		t.Fatalf("LstatAt: %v", err)
+	}
+	if want.Type == tree.Symlink {
+		// Lstat's readlink moved the link's atime (relatime: it was old).
+		got.ATime, want.ATime = 0, 0
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("LstatAt != Lstat\nlstatat: %+v\nlstat:   %+v", got, want)
+	}
+}
+
 func TestFstatMatchesLstat(t *testing.T) {
 	dir := xattrCapableDir(t)
 	path := filepath.Join(dir, "f")
@@ -451,12 +474,22 @@ func TestLstatErrors(t *testing.T) {
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Lstat(missing) = %v, want ErrNotExist", err)
 	}
+	dir := t.TempDir()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	missing := filepath.Join(dir, "missing")
+	if _, err := LstatAt(d, missing, "missing"); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("LstatAt(missing) = %v, want ErrNotExist naming %s", err, missing)
+	}
 	if _, err := DeviceOf(filepath.Join(t.TempDir(), "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("DeviceOf(missing) = %v, want ErrNotExist", err)
 	}
-	d, err := DeviceOf(t.TempDir())
-	if err != nil || d == 0 {
-		t.Errorf("DeviceOf(tempdir) = %d, %v", d, err)
+	dev, err := DeviceOf(t.TempDir())
+	if err != nil || dev == 0 {
+		t.Errorf("DeviceOf(tempdir) = %d, %v", dev, err)
 	}
 }
 
