@@ -588,7 +588,11 @@ func (b *backuper) list(ctx context.Context, abs string, meta tree.Node, parentT
 	pt, prev := b.loadParentTree(ctx, parentTree, abs)
 	entries := b.describeEntries(abs)
 	children := make([]*future, 0, len(entries))
-	for _, e := range entries {
+	for i, e := range entries {
+		// Dropped once dispatched: a subdirectory may be walked on this
+		// goroutine, and the described entries of every directory up
+		// the stack would stay alive with it.
+		entries[i] = dirEntry{}
 		children = append(children, b.entry(ctx, e.path, e.meta, findIn(pt, e.meta.Name), rootDev))
 	}
 	return children, prev, true

@@ -441,6 +441,53 @@ func checkLstatAt(t *testing.T, dir, name string, want tree.Node) {
 	}
 }
 
+// LstatAt describes what is beside the open directory, not what its path
+// names: the directory is renamed away after it is opened and another with
+// the same entry names, of other modes and targets, put at its path.
+func TestLstatAtUsesTheDirectory(t *testing.T) {
+	base := t.TempDir()
+	path := filepath.Join(base, "d")
+	mk := func(dir, target string, mode os.FileMode) {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "f"), []byte("x"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, "f"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, filepath.Join(dir, "l")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk(path, "opened-target", 0o640)
+	d, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	moved := filepath.Join(base, "moved")
+	if err := os.Rename(path, moved); err != nil {
+		t.Fatal(err)
+	}
+	mk(path, "other-target", 0o604)
+	for _, name := range []string{"f", "l"} {
+		want, err := Lstat(filepath.Join(moved, name), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := LstatAt(d, filepath.Join(path, name), name)
+		if err != nil {
+			t.Fatalf("LstatAt(%s): %v", name, err)
+		}
+		got.ATime, want.ATime = 0, 0 // Lstat's readlink moved the link's atime
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("LstatAt(%s) described the path, not the open directory\n got: %+v\nwant: %+v", name, got, want)
+		}
+	}
+}
+
 func TestFstatMatchesLstat(t *testing.T) {
 	dir := xattrCapableDir(t)
 	path := filepath.Join(dir, "f")

@@ -53,8 +53,8 @@ type Index struct {
 
 // Badger tuning. Memory use is bounded by these, not by the number of keys:
 // NumMemtables×MemTableSize for writes (and as much again for the table
-// builder that flushes one), the index cache for reads; table files are
-// mmapped and paged by the kernel. A transaction holds at most 15% of a
+// builder that flushes one); table files, their blocks, indexes and Bloom
+// filters included, are mmapped and paged by the kernel. A transaction holds at most 15% of a
 // memtable (about 13,000 blobs), which is why AddPack can split.
 const (
 	memTableSize = 16 << 20
@@ -63,8 +63,10 @@ const (
 	// save parsing a block's offsets, and its admission policy cost more
 	// than that (a lookup took 5 µs without it and 6.5–8 µs with 16 MiB; a
 	// no-change backup of 100,000 files, warm cache, used 12% less CPU).
-	blockCacheSize   = 0
-	indexCacheSize   = 64 << 20 // holds the table indexes and Bloom filters of ~15M blobs
+	blockCacheSize = 0
+	// No index cache either: Badger reads an unencrypted table's index and
+	// Bloom filter in place from the mmap and would never fill one.
+	indexCacheSize   = 0
 	valueLogFileSize = 64 << 20
 	// Every level uses tables of one size: Badger's default doubles it per
 	// level, and a compaction runs up to ~10 table builders that each
