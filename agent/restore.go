@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/costor/costor/agent/fsmeta"
 	"github.com/costor/costor/internal/cpus"
@@ -72,10 +73,14 @@ type pendingDir struct {
 	node tree.Node
 }
 
+// restoreJob is one regular file for a worker: it creates the file beside
+// its directory (unless the traversal already has, for the first of a set
+// of hard links), writes the content and applies the metadata.
 type restoreJob struct {
 	rel  string
 	node tree.Node
-	file *os.File
+	dir  *openDir // held for the job; released when it is done
+	file *os.File // nil: the worker creates it
 }
 
 // Restore writes what sits at subpath of the snapshot tree rootTree into
@@ -197,36 +202,57 @@ func (rs *restorer) contents(ctx context.Context, treeID id.ID, rel, snapDir str
 // open (as an os.Root of its own) from its first entry to its last: each
 // entry is then created with one openat beside it, where going through the
 // target's root opens and closes every directory on the way down again.
-// The traversal holds one per level, so open descriptors stay bounded by
-// the depth of the tree.
+// The traversal holds one per level, and every queued or running file job
+// holds the one it is created in, so open descriptors stay bounded by the
+// depth of the tree plus twice the number of workers.
 type dirHandle struct {
 	rel  string
-	root *os.Root // nil until an entry needs it
+	open *openDir // nil until an entry needs it
+}
+
+// openDir is an open directory shared by the traversal and the jobs
+// creating files in it; the last of them to let go closes it.
+type openDir struct {
+	root *os.Root
+	refs atomic.Int32
+	keep bool // the target's own root, closed by Restore
+}
+
+func (o *openDir) retain() *openDir {
+	o.refs.Add(1)
+	return o
+}
+
+func (o *openDir) release() {
+	if o.refs.Add(-1) == 0 && !o.keep {
+		o.root.Close()
+	}
 }
 
 // openDir returns d's directory, opening it the first time (after
 // ensureParent has made sure it exists and is a real directory).
-func (rs *restorer) openDir(d *dirHandle) (*os.Root, error) {
-	if d.root != nil {
-		return d.root, nil
+func (rs *restorer) openDir(d *dirHandle) (*openDir, error) {
+	if d.open != nil {
+		return d.open, nil
 	}
-	if d.rel == "." {
-		d.root = rs.root
-		return d.root, nil
+	o := &openDir{root: rs.root, keep: true}
+	if d.rel != "." {
+		r, err := rs.root.OpenRoot(d.rel)
+		if err != nil {
+			return nil, fmt.Errorf("restore %s: %w", filepath.Join(rs.opts.Target, d.rel), err)
+		}
+		o = &openDir{root: r}
 	}
-	r, err := rs.root.OpenRoot(d.rel)
-	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", filepath.Join(rs.opts.Target, d.rel), err)
-	}
-	d.root = r
-	return r, nil
+	o.refs.Store(1) // the traversal's
+	d.open = o
+	return o, nil
 }
 
 func (rs *restorer) closeDir(d *dirHandle) {
-	if d.root != nil && d.root != rs.root {
-		d.root.Close()
+	if d.open != nil {
+		d.open.release()
 	}
-	d.root = nil
+	d.open = nil
 }
 
 func (rs *restorer) node(ctx context.Context, d *dirHandle, n *tree.Node, rel, snapPath string, selected bool) error {
@@ -254,10 +280,11 @@ func (rs *restorer) node(ctx context.Context, d *dirHandle, n *tree.Node, rel, s
 	if err := rs.ensureParent(rel); err != nil {
 		return err
 	}
-	dir, err := rs.openDir(d)
+	od, err := rs.openDir(d)
 	if err != nil {
 		return err
 	}
+	dir := od.root
 	// Entries are created exclusively; only when something is in the way
 	// (an earlier restore) is it looked at and removed, so a fresh target
 	// costs no stat per entry.
@@ -280,21 +307,25 @@ func (rs *restorer) node(ctx context.Context, d *dirHandle, n *tree.Node, rel, s
 			}
 			rs.links[key] = rel
 		}
-		const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
-		f, err := dir.OpenFile(n.Name, flags, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			if err = rs.clear(dir, n.Name, rel); err != nil {
+		// The first of a set of hard links is created here, so that
+		// the links made later by this traversal find it; every other
+		// file is created by the worker that writes it, which takes the
+		// creation (the costliest step for a small file) off this one
+		// goroutine.
+		var f *os.File
+		if n.Links > 1 {
+			if f, err = rs.create(dir, n.Name, rel); err != nil {
 				return err
 			}
-			f, err = dir.OpenFile(n.Name, flags, 0o600)
 		}
-		if err != nil {
-			return fmt.Errorf("restore %s: %w", abs, err)
-		}
+		job := restoreJob{rel: rel, node: *n, dir: od.retain(), file: f}
 		select {
-		case rs.jobs <- restoreJob{rel: rel, node: *n, file: f}:
+		case rs.jobs <- job:
 		case <-ctx.Done():
-			f.Close()
+			job.dir.release()
+			if f != nil {
+				f.Close()
+			}
 			return ctx.Err()
 		}
 		return nil
@@ -322,6 +353,24 @@ func (rs *restorer) node(ctx context.Context, d *dirHandle, n *tree.Node, rel, s
 	rs.mu.Unlock()
 	rs.apply(rel, n)
 	return nil
+}
+
+// create makes the regular file name in dir, exclusively; only when
+// something is in the way (an earlier restore) is it looked at and removed,
+// so a fresh target costs no stat per entry.
+func (rs *restorer) create(dir *os.Root, name, rel string) (*os.File, error) {
+	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	f, err := dir.OpenFile(name, flags, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		if err = rs.clear(dir, name, rel); err != nil {
+			return nil, err
+		}
+		f, err = dir.OpenFile(name, flags, 0o600)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", filepath.Join(rs.opts.Target, rel), err)
+	}
+	return f, nil
 }
 
 // clear removes whatever sits at rel (a file or a symlink from an earlier
@@ -381,9 +430,13 @@ func (rs *restorer) ensureParent(rel string) error {
 	return rs.ensureDir(parent, &meta)
 }
 
+// worker restores files until the traversal is done. A file that cannot
+// be created or written does not stop the others: the restore gets back
+// everything it can and then fails with the first error.
 func (rs *restorer) worker(ctx context.Context) {
 	for job := range rs.jobs {
 		err := rs.writeFile(ctx, job)
+		job.dir.release()
 		if err != nil {
 			rs.mu.Lock()
 			if rs.firstErr == nil {
@@ -394,11 +447,20 @@ func (rs *restorer) worker(ctx context.Context) {
 	}
 }
 
-// writeFile writes a file's content and then its metadata, through the
-// descriptor the traversal opened, and closes it.
+// writeFile creates a file (unless the traversal did), writes its content
+// and then its metadata, and closes it.
 func (rs *restorer) writeFile(ctx context.Context, job restoreJob) error {
 	abs := filepath.Join(rs.opts.Target, job.rel)
 	f := job.file
+	if f == nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
+		if f, err = rs.create(job.dir.root, job.node.Name, job.rel); err != nil {
+			return err
+		}
+	}
 	closed := false
 	defer func() {
 		if !closed {
