@@ -83,7 +83,7 @@ corpus="$WORK/corpus"
 mnt="$WORK/mnt"
 logs="$WORK/logs"
 raw="$WORK/raw.tsv"
-data_dirs=("$corpus" "$WORK/repo-costor" "$WORK/repo-restic" "$WORK/repo-borg" "$WORK/restore" "$WORK/home")
+data_dirs=("$corpus" "$WORK/repo-costor" "$WORK/repo-restic" "$WORK/repo-borg" "$WORK/restore-costor" "$WORK/restore-restic" "$WORK/restore-borg" "$WORK/home")
 
 bg_pids=() # mount daemons
 fg_pid=""  # the bounded step running now
@@ -216,8 +216,12 @@ backup() {
 	record "$tool" "$step" added_reported "$reported"
 }
 
+# restore TOOL: a full restore into an empty directory of its own, kept until
+# every tool has restored: ext4 without a journal skips inodes deleted in the
+# last minutes one by one when it allocates, so a restore right after the
+# previous tool's 100,000 files were removed would pay for that removal.
 restore() {
-	local tool=$1 repo="$WORK/repo-$1" target="$WORK/restore"
+	local tool=$1 repo="$WORK/repo-$1" target="$WORK/restore-$1"
 	rm -rf "$target"
 	mkdir -p "$target"
 	# shellcheck disable=SC2016 # borg extracts into the current directory
@@ -234,7 +238,6 @@ restore() {
 		say "WARNING: $tool restored $got (files bytes), the corpus has $corpus_fb"
 		record "$tool" restore verified 0
 	fi
-	rm -rf "$target"
 }
 
 proc_cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / t}' "/proc/$1/stat"; }
@@ -339,6 +342,7 @@ for run in $(seq 1 "$RUNS"); do
 	corpus_fb=$(files_and_bytes "$corpus")
 	say "full restore"
 	for t in "${tools[@]}"; do restore "$t"; done
+	for t in "${tools[@]}"; do rm -rf "${WORK:?}/restore-$t"; done
 	say "reads through the mount"
 	for t in costor restic; do mount_reads "$t"; done
 done
