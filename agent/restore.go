@@ -73,9 +73,9 @@ type pendingDir struct {
 	node tree.Node
 }
 
-// restoreJob is one regular file for a worker: it creates the file beside
-// its directory (unless the traversal already has, for the first of a set
-// of hard links), writes the content and applies the metadata.
+// restoreJob is one regular file for a worker: it creates the file in its
+// directory (unless the traversal already has, for the first of a set of
+// hard links), writes the content and applies the metadata.
 type restoreJob struct {
 	rel  string
 	node tree.Node
@@ -87,6 +87,12 @@ type restoreJob struct {
 // opts.Target: a directory's contents go into Target, a file to
 // Target/<base name>. subpath "" or "/" restores the whole snapshot, each
 // backed-up path under its absolute location.
+//
+// An entry that cannot be restored (a file that cannot be created or
+// written, a link, a symlink) does not stop the others: Restore gets back
+// everything it can and then returns the first such error, each later one
+// going to the warnings. What stops a restore at once is a directory it
+// cannot make safely, a tree it cannot read, or ctx.
 func Restore(ctx context.Context, r Repository, hk *repo.HostKey, rootTree id.ID, subpath string, opts RestoreOptions) (*RestoreResult, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 2 * cpus.N
@@ -123,14 +129,13 @@ func Restore(ctx context.Context, r Repository, hk *repo.HostKey, rootTree id.ID
 	}
 	close(rs.jobs)
 	wg.Wait()
-	if err == nil {
-		err = rs.firstErr
-	}
 	if err != nil {
 		return &rs.res, err
 	}
 	// Directories last, deepest first: writing a child moves its parent's
 	// mtime, so parents' times are set only when nothing more is written.
+	// Also when an entry failed: what was restored gets its directories'
+	// modes and times.
 	sort.SliceStable(rs.dirs, func(i, j int) bool {
 		return strings.Count(rs.dirs[i].rel, "/") > strings.Count(rs.dirs[j].rel, "/")
 	})
@@ -198,13 +203,14 @@ func (rs *restorer) contents(ctx context.Context, treeID id.ID, rel, snapDir str
 	return nil
 }
 
-// dirHandle is the directory whose entries the traversal is creating, held
-// open (as an os.Root of its own) from its first entry to its last: each
-// entry is then created with one openat beside it, where going through the
-// target's root opens and closes every directory on the way down again.
-// The traversal holds one per level, and every queued or running file job
-// holds the one it is created in, so open descriptors stay bounded by the
-// depth of the tree plus twice the number of workers.
+// dirHandle is the directory whose entries the traversal is restoring,
+// opened (as an os.Root of its own) at its first entry and held until the
+// traversal and every file job in it are done: each entry is then created
+// with one openat in it, where going through the target's root opens and
+// closes every directory on the way down again. The traversal holds one
+// per level and each queued or running job one more, so the directories
+// held open stay bounded by the depth of the tree plus twice the number of
+// workers.
 type dirHandle struct {
 	rel  string
 	open *openDir // nil until an entry needs it
@@ -229,9 +235,9 @@ func (o *openDir) release() {
 	}
 }
 
-// openDir returns d's directory, opening it the first time (after
+// dirOf returns d's directory, opening it the first time (after
 // ensureParent has made sure it exists and is a real directory).
-func (rs *restorer) openDir(d *dirHandle) (*openDir, error) {
+func (rs *restorer) dirOf(d *dirHandle) (*openDir, error) {
 	if d.open != nil {
 		return d.open, nil
 	}
@@ -280,14 +286,25 @@ func (rs *restorer) node(ctx context.Context, d *dirHandle, n *tree.Node, rel, s
 	if err := rs.ensureParent(rel); err != nil {
 		return err
 	}
-	od, err := rs.openDir(d)
+	od, err := rs.dirOf(d)
 	if err != nil {
 		return err
 	}
+	if err := rs.entry(ctx, od, n, rel); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		rs.failed(ctx, err)
+	}
+	return nil
+}
+
+// entry restores a non-directory entry in od, or queues it for a worker.
+// Entries are created exclusively; only when something is in the way (an
+// earlier restore) is it looked at and removed, so a fresh target costs no
+// stat per entry.
+func (rs *restorer) entry(ctx context.Context, od *openDir, n *tree.Node, rel string) error {
 	dir := od.root
-	// Entries are created exclusively; only when something is in the way
-	// (an earlier restore) is it looked at and removed, so a fresh target
-	// costs no stat per entry.
 	abs := filepath.Join(rs.opts.Target, rel)
 	switch n.Type {
 	case tree.File:
@@ -305,7 +322,6 @@ func (rs *restorer) node(ctx context.Context, d *dirHandle, n *tree.Node, rel, s
 				}
 				return nil
 			}
-			rs.links[key] = rel
 		}
 		// The first of a set of hard links is created here, so that
 		// the links made later by this traversal find it; every other
@@ -314,9 +330,11 @@ func (rs *restorer) node(ctx context.Context, d *dirHandle, n *tree.Node, rel, s
 		// goroutine.
 		var f *os.File
 		if n.Links > 1 {
+			var err error
 			if f, err = rs.create(dir, n.Name, rel); err != nil {
 				return err
 			}
+			rs.links[[2]uint64{n.Device, n.Inode}] = rel
 		}
 		job := restoreJob{rel: rel, node: *n, dir: od.retain(), file: f}
 		select {
@@ -430,20 +448,30 @@ func (rs *restorer) ensureParent(rel string) error {
 	return rs.ensureDir(parent, &meta)
 }
 
-// worker restores files until the traversal is done. A file that cannot
-// be created or written does not stop the others: the restore gets back
-// everything it can and then fails with the first error.
+// worker restores files until the traversal is done.
 func (rs *restorer) worker(ctx context.Context) {
 	for job := range rs.jobs {
 		err := rs.writeFile(ctx, job)
 		job.dir.release()
 		if err != nil {
-			rs.mu.Lock()
-			if rs.firstErr == nil {
-				rs.firstErr = err
-			}
-			rs.mu.Unlock()
+			rs.failed(ctx, err)
 		}
+	}
+}
+
+// failed records an entry that could not be restored: the first failure is
+// what Restore returns, every later one a warning, so that none goes
+// unreported while the rest of the restore goes on. Once ctx is done the
+// failures are only its echo and are not repeated.
+func (rs *restorer) failed(ctx context.Context, err error) {
+	rs.mu.Lock()
+	first := rs.firstErr == nil
+	if first {
+		rs.firstErr = err
+	}
+	rs.mu.Unlock()
+	if !first && ctx.Err() == nil {
+		rs.warn(err.Error())
 	}
 }
 
