@@ -795,10 +795,14 @@ func TestStreamPgDump(t *testing.T) {
 	})
 
 	t.Run("stdin", func(t *testing.T) {
-		stream := make([]byte, 6<<20)
+		// 17 MiB of random data then 1 MiB of text: chunks are at most
+		// 8 MiB, so a chunked stream is at least three chunks whatever
+		// the repository's chunker polynomial (with 5 MiB of random data
+		// about one repository in a hundred found no boundary in it).
+		stream := make([]byte, 18<<20)
 		rng := rand.NewChaCha8([32]byte{'c', 'o', 's', 't', 'o', 'r'})
-		_, _ = rng.Read(stream[:5<<20])
-		copy(stream[5<<20:], bytes.Repeat([]byte("a line of a text dump, repeated\n"), 1<<15))
+		_, _ = rng.Read(stream[:17<<20])
+		copy(stream[17<<20:], bytes.Repeat([]byte("a line of a text dump, repeated\n"), 1<<15))
 		backupStdin := func() backupSummary {
 			stdout, stderr, code := runWith(t, runOptions{env: s.env(), stdin: bytes.NewReader(stream),
 				args: []string{"--json", "backup", "--stdin", "--stdin-filename", "blob.bin"}})
@@ -811,11 +815,11 @@ func TestStreamPgDump(t *testing.T) {
 		if got := s.mustCostor("dump", first.snapshotID(t)+":/blob.bin"); got != string(stream) {
 			t.Fatalf("dump of the --stdin stream: %d bytes, want the %d bytes sent", len(got), len(stream))
 		}
-		if added := first.count(t, keyBytesAdded); added < 5<<20 {
-			t.Errorf("first --stdin stream added %d bytes, want at least its 5 MiB of random data", added)
+		if added := first.count(t, keyBytesAdded); added < 17<<20 {
+			t.Errorf("first --stdin stream added %d bytes, want at least its 17 MiB of random data", added)
 		}
-		if blobs := first.count(t, []string{"blobs_added"}); blobs < 3 {
-			t.Errorf("a 6 MiB stream was stored as %d blobs: not chunked", blobs)
+		if blobs := first.count(t, []string{"blobs_added"}); blobs < 4 {
+			t.Errorf("an 18 MiB stream was stored as %d blobs (the tree included): not chunked", blobs)
 		}
 		second := backupStdin()
 		added := second.count(t, keyBytesAdded)
