@@ -402,7 +402,7 @@ func (rs *restorer) clear(dir *os.Root, name, rel string) error {
 		return fmt.Errorf("restore %s: %w", rel, err)
 	}
 	if fi.IsDir() {
-		return fmt.Errorf("restore %s: a directory is in the way", filepath.Join(rs.opts.Target, rel))
+		return fmt.Errorf("restore %s: a directory is in the way (move it aside, or restore into an empty --target)", filepath.Join(rs.opts.Target, rel))
 	}
 	return dir.Remove(name)
 }
