@@ -206,3 +206,46 @@ func truncateHalf(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// A process killed right after Badger created a memtable log, before it
+// sized the file, leaves a log of no bytes. The index must open as it was,
+// not be reported damaged; while another process holds the index, the
+// file is left alone (it may be the one that process is creating).
+func TestOpenAfterKillWhileCreatingMemtable(t *testing.T) {
+	dir := filledDir(t)
+	empty := filepath.Join(dir, "00001.mem") // Badger's name for the first log
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	x, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("open with an empty memtable log: %v", err)
+	}
+	for _, e := range testEntries(0, 2000) {
+		wantLocation(t, x, e, testID("pack", 0))
+	}
+	// Badger reuses the name for its own log, sized and with a header.
+	if fi, err := os.Stat(empty); err == nil && fi.Size() == 0 {
+		t.Errorf("%s is still empty after the open", empty)
+	}
+
+	// x holds the directory now: an empty log appearing is another
+	// process's to finish, and a second open is refused as in use.
+	other := filepath.Join(dir, "00007.mem")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second open while held: %v, want ErrLocked", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("an empty memtable log was removed while another open held the index: %v", err)
+	}
+	if err := os.Remove(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

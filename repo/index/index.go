@@ -114,6 +114,9 @@ func Open(dir string, opts Options) (*Index, error) {
 			return nil, err
 		}
 	}
+	if !opts.InMemory && !opts.ReadOnly {
+		dropUnwrittenMemtables(dir)
+	}
 	db, err := openBadger(badgerOptions(dir, opts))
 	if err != nil {
 		return nil, classifyOpenError(dir, err)
@@ -162,6 +165,39 @@ func prepareDir(dir string, readOnly bool) (hasTables bool, err error) {
 		return false, fmt.Errorf("open index %s read-only: %w", dir, fs.ErrNotExist)
 	}
 	return hasTables, nil
+}
+
+// dropUnwrittenMemtables removes the memtable logs (*.mem) that are empty:
+// Badger creates one, then sizes it and writes its header, and a process
+// killed in between leaves a file of no bytes that holds no entry. Badger
+// cannot open a directory holding one (it reports "Create a new file",
+// dgraph-io/badger#2207), which would make a crash look like a damaged
+// index. It runs under the directory's lock, so a file another process is
+// creating right now is never touched; when the lock is held elsewhere it
+// does nothing, and Badger's open reports the index as in use. A file it
+// cannot remove is left to Badger's open to report.
+func dropUnwrittenMemtables(dir string) {
+	empty := func() []string {
+		m, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
+		var out []string
+		for _, p := range m {
+			if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	if len(empty()) == 0 {
+		return
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return // in use, or not ours to change: Badger's open says which
+	}
+	defer unlock()
+	for _, p := range empty() {
+		_ = os.Remove(p)
+	}
 }
 
 // openBadger turns a panic inside Badger (it asserts on some corrupt input)
