@@ -54,8 +54,9 @@ type Index struct {
 // Badger tuning. Memory use is bounded by these, not by the number of keys:
 // NumMemtables×MemTableSize for writes (and as much again for the table
 // builder that flushes one); table files, their blocks, indexes and Bloom
-// filters included, are mmapped and paged by the kernel. A transaction holds at most 15% of a
-// memtable (about 13,000 blobs), which is why AddPack can split.
+// filters included, are mmapped and paged by the kernel. A transaction
+// holds at most 15% of a memtable (about 13,000 blobs), which is why
+// AddPack can split.
 const (
 	memTableSize = 16 << 20
 	numMemtables = 2
@@ -109,13 +110,14 @@ func badgerOptions(dir string, opts Options) badger.Options {
 func Open(dir string, opts Options) (*Index, error) {
 	hadTables := false
 	if !opts.InMemory {
+		var emptyLogs []string
 		var err error
-		if hadTables, err = prepareDir(dir, opts.ReadOnly); err != nil {
+		if hadTables, emptyLogs, err = prepareDir(dir, opts.ReadOnly); err != nil {
 			return nil, err
 		}
-	}
-	if !opts.InMemory && !opts.ReadOnly {
-		dropUnwrittenMemtables(dir)
+		if len(emptyLogs) > 0 && !opts.ReadOnly {
+			dropUnwrittenMemtables(dir, emptyLogs)
+		}
 	}
 	db, err := openBadger(badgerOptions(dir, opts))
 	if err != nil {
@@ -135,16 +137,17 @@ func Open(dir string, opts Options) (*Index, error) {
 // prepareDir creates dir if allowed and refuses a directory whose MANIFEST
 // is gone: Badger would silently start afresh and delete every table. It
 // reports whether dir holds table files, which Badger also deletes when a
-// damaged MANIFEST no longer lists them.
-func prepareDir(dir string, readOnly bool) (hasTables bool, err error) {
+// damaged MANIFEST no longer lists them, and the memtable logs of no bytes
+// (see dropUnwrittenMemtables).
+func prepareDir(dir string, readOnly bool) (hasTables bool, emptyLogs []string, err error) {
 	if !readOnly {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return false, fmt.Errorf("create index directory: %w", err)
+			return false, nil, fmt.Errorf("create index directory: %w", err)
 		}
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return false, fmt.Errorf("open index %s: %w", dir, err)
+		return false, nil, fmt.Errorf("open index %s: %w", dir, err)
 	}
 	var hasManifest, hasData bool
 	for _, e := range entries {
@@ -154,17 +157,27 @@ func prepareDir(dir string, readOnly bool) (hasTables bool, err error) {
 			hasManifest = true
 		case strings.HasSuffix(name, ".sst"):
 			hasTables, hasData = true, true
-		case strings.HasSuffix(name, ".vlog"), strings.HasSuffix(name, ".mem"):
+		case strings.HasSuffix(name, ".mem"):
+			hasData = true
+			if isEmptyFile(filepath.Join(dir, name)) {
+				emptyLogs = append(emptyLogs, filepath.Join(dir, name))
+			}
+		case strings.HasSuffix(name, ".vlog"):
 			hasData = true
 		}
 	}
 	if hasData && !hasManifest {
-		return false, damagedError(dir, "MANIFEST is missing")
+		return false, nil, damagedError(dir, "MANIFEST is missing")
 	}
 	if readOnly && !hasManifest {
-		return false, fmt.Errorf("open index %s read-only: %w", dir, fs.ErrNotExist)
+		return false, nil, fmt.Errorf("open index %s read-only: %w", dir, fs.ErrNotExist)
 	}
-	return hasTables, nil
+	return hasTables, emptyLogs, nil
+}
+
+func isEmptyFile(p string) bool {
+	fi, err := os.Lstat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == 0
 }
 
 // dropUnwrittenMemtables removes the memtable logs (*.mem) that are empty:
@@ -173,30 +186,20 @@ func prepareDir(dir string, readOnly bool) (hasTables bool, err error) {
 // cannot open a directory holding one (it reports "Create a new file",
 // dgraph-io/badger#2207), which would make a crash look like a damaged
 // index. It runs under the directory's lock, so a file another process is
-// creating right now is never touched; when the lock is held elsewhere it
-// does nothing, and Badger's open reports the index as in use. A file it
-// cannot remove is left to Badger's open to report.
-func dropUnwrittenMemtables(dir string) {
-	empty := func() []string {
-		m, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
-		var out []string
-		for _, p := range m {
-			if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
-				out = append(out, p)
-			}
-		}
-		return out
-	}
-	if len(empty()) == 0 {
-		return
-	}
+// creating right now is never touched (each candidate prepareDir found is
+// checked again under the lock); when the lock is held elsewhere it does
+// nothing, and Badger's open reports the index as in use. A file it cannot
+// remove is left to Badger's open to report.
+func dropUnwrittenMemtables(dir string, candidates []string) {
 	unlock, err := lockDir(dir)
 	if err != nil {
 		return // in use, or not ours to change: Badger's open says which
 	}
 	defer unlock()
-	for _, p := range empty() {
-		_ = os.Remove(p)
+	for _, p := range candidates {
+		if isEmptyFile(p) {
+			_ = os.Remove(p)
+		}
 	}
 }
 

@@ -346,7 +346,8 @@ for run in $(seq 1 "$RUNS"); do
 	# creation skips, one by one, the free inodes freed in the last minutes
 	# (the old corpus's, at the start of the run), and how many a restore
 	# meets depends on when it runs.
-	restore_order=("${tools[@]:$(((run - 1) % 3))}" "${tools[@]:0:$(((run - 1) % 3))}")
+	turn=$(((run - 1) % ${#tools[@]}))
+	restore_order=("${tools[@]:turn}" "${tools[@]:0:turn}")
 	for t in "${restore_order[@]}"; do restore "$t"; done
 	for t in "${tools[@]}"; do rm -rf "${WORK:?}/restore-$t"; done
 	say "reads through the mount"
